@@ -1,0 +1,22 @@
+//! Command-line types (clap derive only, no logic).
+use clap::Parser;
+
+/// TUF repository CLI on the tough library: keys, root, create, update, download, clone
+#[derive(Debug, Parser)]
+#[command(name = "tuftool", version, help_expected = true)]
+pub struct Cli {
+    /// Global flags shared by every binary.
+    #[command(flatten)]
+    pub global: cli_support::GlobalArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
