@@ -63,7 +63,9 @@ impl GlobalArgs {
             _ => "trace",
         };
         // Third-party crates stay quiet unless asked for explicitly with --log-level.
-        format!("{base},aws_config=warn,aws_smithy_runtime=warn,hyper=warn,reqwest=warn,rustls=warn")
+        format!(
+            "{base},aws_config=warn,aws_smithy_runtime=warn,hyper=warn,reqwest=warn,rustls=warn"
+        )
     }
 }
 
@@ -109,7 +111,12 @@ mod tests {
     use super::GlobalArgs;
 
     fn args(log_level: Option<&str>, verbose: u8, quiet: u8) -> GlobalArgs {
-        GlobalArgs { log_level: log_level.map(str::to_owned), verbose, quiet, json: false }
+        GlobalArgs {
+            log_level: log_level.map(str::to_owned),
+            verbose,
+            quiet,
+            json: false,
+        }
     }
 
     #[test]
@@ -118,6 +125,9 @@ mod tests {
         assert!(args(None, 1, 0).filter_directive().starts_with("debug,"));
         assert!(args(None, 3, 0).filter_directive().starts_with("trace,"));
         assert!(args(None, 0, 1).filter_directive().starts_with("error,"));
-        assert_eq!(args(Some("warn,tough=debug"), 2, 0).filter_directive(), "warn,tough=debug");
+        assert_eq!(
+            args(Some("warn,tough=debug"), 2, 0).filter_directive(),
+            "warn,tough=debug"
+        );
     }
 }

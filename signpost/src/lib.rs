@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod gpt_types;
 
 pub use error::{Error, Result};
 
