@@ -1,13 +1,35 @@
 //! Command-line types (clap derive only, no logic).
-use clap::Parser;
+use crate::commands::waves::WavesArgs;
+use clap::{Parser, Subcommand};
 
-/// The release CLI: build images, sign TUF repositories with waves, publish to S3, AMIs and SSM
+/// pubsys: the release CLI. Builds variant images, signs them into TUF repositories with a
+/// wave schedule, publishes to S3, AMIs and SSM, and validates all of it.
 #[derive(Debug, Parser)]
 #[command(name = "pubsys", version, help_expected = true)]
 pub struct Cli {
     /// Global flags shared by every binary.
     #[command(flatten)]
     pub global: cli_support::GlobalArgs,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// pubsys subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect wave schedules: the manifest keys a schedule produces and when each share of
+    /// the fleet becomes eligible
+    #[command(subcommand)]
+    Waves(WavesCommand),
+}
+
+/// `pubsys waves` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WavesCommand {
+    /// Show a schedule's waves and when 1%, 10%, 50% and 100% of a fleet become eligible
+    Show(WavesArgs),
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@ use snafu::Snafu;
 #[snafu(visibility(pub(crate)))]
 #[non_exhaustive]
 pub enum Error {
-    /// The crate is still a skeleton.
-    #[snafu(display("pubsys has no commands yet: they arrive with issue {issue}"))]
-    NotYetImplemented {
-        /// The issue that builds the commands.
-        issue: u32,
+    /// Reading or applying update metadata (manifest, wave schedule, Release.toml) failed.
+    #[snafu(display("Update metadata error"))]
+    Metadata {
+        /// The underlying error.
+        #[snafu(source(from(update_metadata::Error, Box::new)))]
+        source: Box<update_metadata::Error>,
     },
 }
 

@@ -1,0 +1,2 @@
+//! One module per subcommand; the path matches the command path.
+pub mod waves;
