@@ -1,4 +1,5 @@
 //! Command-line types (clap derive only, no logic).
+use crate::commands::manifest::ManifestCommand;
 use crate::commands::waves::WavesArgs;
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,10 @@ pub enum Command {
     /// the fleet becomes eligible
     #[command(subcommand)]
     Waves(WavesCommand),
+    /// Edit and check manifest.json (init, add-update, remove-update, set-waves,
+    /// set-migrations, set-max-version, validate)
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
 }
 
 /// `pubsys waves` subcommands.

@@ -13,6 +13,13 @@ pub enum Error {
         #[snafu(source(from(update_metadata::Error, Box::new)))]
         source: Box<update_metadata::Error>,
     },
+
+    /// `manifest init` would overwrite a file.
+    #[snafu(display("{} already exists; use --force to overwrite it", path.display()))]
+    ManifestExists {
+        /// The file.
+        path: std::path::PathBuf,
+    },
 }
 
 /// Result with this crate's [`Error`].

@@ -1,6 +1,6 @@
 //! pubsys: the release CLI.
 //!
-//! Today: `pubsys waves show`. The repository (`repo`, `validate-repo`, ...) and AWS (`ami`,
+//! Today: `pubsys waves show` and `pubsys manifest …`. The repository (`repo`, `validate-repo`, ...) and AWS (`ami`,
 //! `ssm`, ...) commands arrive with their issues. Layout: [`cli`] holds the clap types,
 //! [`commands`] one module per subcommand, [`error`] the crate's error type, and [`run`]
 //! dispatches and returns an [`Outcome`] that `main` prints.
@@ -21,6 +21,8 @@ use jiff::Timestamp;
 pub enum Outcome {
     /// `pubsys waves show`.
     Waves(commands::waves::WavesReport),
+    /// `pubsys manifest …`.
+    Manifest(commands::manifest::ManifestReport),
 }
 
 impl Outcome {
@@ -28,6 +30,7 @@ impl Outcome {
     pub fn to_text(&self) -> String {
         match self {
             Outcome::Waves(report) => report.to_string(),
+            Outcome::Manifest(report) => report.to_string(),
         }
     }
 
@@ -35,6 +38,17 @@ impl Outcome {
     pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
         match self {
             Outcome::Waves(report) => serde_json::to_value(report),
+            Outcome::Manifest(report) => serde_json::to_value(report),
+        }
+    }
+
+    /// The exit code for this outcome (3 when a validation found problems).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Manifest(report) if !report.problems.is_empty() => {
+                cli_support::exit::VALIDATION_FAILED
+            }
+            _ => cli_support::exit::SUCCESS,
         }
     }
 }
@@ -45,5 +59,6 @@ pub fn run(cli: &Cli, now: Timestamp) -> Result<Outcome> {
         Command::Waves(WavesCommand::Show(args)) => {
             commands::waves::run(args, now).map(Outcome::Waves)
         }
+        Command::Manifest(command) => commands::manifest::run(command, now).map(Outcome::Manifest),
     }
 }

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = pubsys::cli::Cli::parse();
     cli_support::init_logging(&cli.global);
-    let outcome = match pubsys::run(&cli, jiff::Timestamp::now()) {
+    // The clock, read once, to the whole second (release times and expiries are whole seconds).
+    let now = jiff::Timestamp::now();
+    let now = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
+    let outcome = match pubsys::run(&cli, now) {
         Ok(outcome) => outcome,
         Err(error) => return cli_support::report_error(error),
     };
@@ -19,7 +22,7 @@ fn main() -> ExitCode {
         cli_support::print_text(&outcome.to_text())
     };
     match printed {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(outcome.exit_code()),
         Err(error) => cli_support::report_error(error),
     }
 }

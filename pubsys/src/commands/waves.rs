@@ -177,12 +177,27 @@ mod tests {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let readme = std::fs::read_to_string(root.join("waves/README.md")).unwrap();
         let mut checked = 0;
-        for line in readme.lines().filter(|l| l.starts_with("| `") && l.matches('|').count() == 6) {
-            let cells: Vec<&str> = line.split('|').map(str::trim).filter(|c| !c.is_empty()).collect();
+        for line in readme
+            .lines()
+            .filter(|l| l.starts_with("| `") && l.matches('|').count() == 6)
+        {
+            let cells: Vec<&str> = line
+                .split('|')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
             let file = cells[0].trim_matches('`');
-            let args = WavesArgs { schedule: root.join("waves").join(file), start: None, percents: vec![1, 10, 50, 100] };
+            let args = WavesArgs {
+                schedule: root.join("waves").join(file),
+                start: None,
+                percents: vec![1, 10, 50, 100],
+            };
             let report = run(&args, jiff::Timestamp::UNIX_EPOCH).unwrap();
-            let computed: Vec<String> = report.milestones.iter().map(|m| human_duration(m.after_seconds)).collect();
+            let computed: Vec<String> = report
+                .milestones
+                .iter()
+                .map(|m| human_duration(m.after_seconds))
+                .collect();
             assert_eq!(cells[1..].to_vec(), computed, "{file}");
             checked += 1;
         }
