@@ -209,7 +209,7 @@ fn read_copy<D: Read + Seek + ?Sized>(
     len: u64,
 ) -> std::result::Result<Copy, CopyProblem> {
     let bad = |text: String| CopyProblem::Bad(text);
-    if (lba + 1).saturating_mul(sector_size) > len {
+    if lba.saturating_add(1).saturating_mul(sector_size) > len {
         return Err(CopyProblem::NoSignature);
     }
     disk.seek(SeekFrom::Start(lba * sector_size))
@@ -271,7 +271,7 @@ fn check_array_place(
     entry_lba: u64,
     copy: &str,
 ) -> Result<()> {
-    let end = entry_lba + entry_sectors(header, sector_size);
+    let end = entry_lba.saturating_add(entry_sectors(header, sector_size));
     let fits = if copy == "primary" {
         entry_lba >= 2 && end <= header.first_usable_lba
     } else {
@@ -296,7 +296,9 @@ fn from_primary<D: Read + Seek + ?Sized>(
     primary: Copy,
 ) -> Result<Table> {
     let backup_lba = primary.header.backup_lba;
-    if backup_lba <= primary.header.last_usable_lba || (backup_lba + 1) * sector_size > len {
+    if backup_lba <= primary.header.last_usable_lba
+        || backup_lba.saturating_add(1).saturating_mul(sector_size) > len
+    {
         return UnsupportedTableSnafu {
             path,
             reason: format!("the primary header puts the backup at LBA {backup_lba}"),
@@ -324,7 +326,8 @@ fn from_primary<D: Read + Seek + ?Sized>(
             let mut header = primary.header.clone();
             header.primary_lba = backup_lba;
             header.backup_lba = primary.header.primary_lba;
-            header.partition_entry_lba = backup_lba - entry_sectors(&primary.header, sector_size);
+            header.partition_entry_lba =
+                backup_lba.saturating_sub(entry_sectors(&primary.header, sector_size));
             (header, CopyState::Invalid(text))
         }
     };
@@ -397,4 +400,135 @@ fn write_copy<D: Write + Seek + ?Sized>(
             gptman::Error::Io(io) => io,
             other => io::Error::other(other),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BlockIo, CopyState, Table};
+    use crate::Error;
+    use gptman::{GPT, GPTHeader, GPTPartitionEntry};
+    use std::io::{self, Cursor, Seek, SeekFrom, Write};
+    use std::path::Path;
+
+    impl BlockIo for Cursor<Vec<u8>> {
+        fn sync(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A 4 MiB in-memory disk with one partition, written by gptman.
+    fn tiny_disk(sector_size: u64) -> Cursor<Vec<u8>> {
+        let mut disk = Cursor::new(vec![0; 4 << 20]);
+        let mut gpt = GPT::new_from(&mut disk, sector_size, [7; 16]).expect("new table");
+        let start = gpt.header.first_usable_lba;
+        gpt[1] = GPTPartitionEntry {
+            partition_type_guid: [1; 16],
+            unique_partition_guid: [2; 16],
+            starting_lba: start,
+            ending_lba: start + 10,
+            attribute_bits: 0x0101 << 48,
+            partition_name: "one".into(),
+        };
+        gpt.write_into(&mut disk).expect("write table");
+        disk
+    }
+
+    fn path() -> &'static Path {
+        Path::new("tiny.img")
+    }
+
+    /// The 92 on-disk bytes of `h` (little-endian, UEFI layout).
+    fn header_bytes(h: &GPTHeader) -> Vec<u8> {
+        let mut out = Vec::with_capacity(92);
+        out.extend_from_slice(&h.signature);
+        out.extend_from_slice(&h.revision);
+        out.extend_from_slice(&h.header_size.to_le_bytes());
+        out.extend_from_slice(&h.crc32_checksum.to_le_bytes());
+        out.extend_from_slice(&h.reserved);
+        for value in [
+            h.primary_lba,
+            h.backup_lba,
+            h.first_usable_lba,
+            h.last_usable_lba,
+        ] {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        out.extend_from_slice(&h.disk_guid);
+        out.extend_from_slice(&h.partition_entry_lba.to_le_bytes());
+        out.extend_from_slice(&h.number_of_partition_entries.to_le_bytes());
+        out.extend_from_slice(&h.size_of_partition_entry.to_le_bytes());
+        out.extend_from_slice(&h.partition_entry_array_crc32.to_le_bytes());
+        out
+    }
+
+    /// Rewrite the header at `lba` through `change`, with a fresh header CRC.
+    fn edit_header(disk: &mut Cursor<Vec<u8>>, lba: u64, change: fn(&mut GPTHeader)) {
+        disk.seek(SeekFrom::Start(lba * 512)).expect("seek");
+        let mut header = GPTHeader::read_from(disk).expect("header");
+        change(&mut header);
+        header.update_crc32_checksum();
+        disk.seek(SeekFrom::Start(lba * 512)).expect("seek");
+        disk.write_all(&header_bytes(&header))
+            .expect("write header");
+    }
+
+    #[test]
+    fn finds_both_sector_sizes() {
+        for sector_size in [512, 4096] {
+            let mut disk = tiny_disk(sector_size);
+            let table = Table::read(&mut disk, path()).expect("reads");
+            assert_eq!(table.sector_size(), sector_size);
+            assert_eq!(table.attributes(1), Some(0x0101 << 48));
+            assert!(!table.needs_repair());
+        }
+    }
+
+    #[test]
+    fn repair_restores_the_primary_byte_for_byte() {
+        for sector_size in [512, 4096] {
+            let mut disk = tiny_disk(sector_size);
+            let original = disk.get_ref().clone();
+            let ss = usize::try_from(sector_size).expect("fits");
+            disk.get_mut()[ss..ss * 3].fill(0xaa);
+            let mut table = Table::read(&mut disk, path()).expect("falls back to the backup");
+            assert!(matches!(table.primary_state(), CopyState::Invalid(_)));
+            assert_eq!(table.backup_state(), &CopyState::Valid);
+            table.write(&mut disk, path()).expect("writes");
+            assert!(
+                disk.get_ref() == &original,
+                "repaired disk differs ({sector_size})"
+            );
+        }
+    }
+
+    #[test]
+    fn odd_entry_arrays_are_rejected_without_panicking() {
+        for change in [
+            (|h: &mut GPTHeader| h.size_of_partition_entry = 256) as fn(&mut GPTHeader),
+            |h: &mut GPTHeader| h.number_of_partition_entries = u32::MAX,
+            |h: &mut GPTHeader| h.partition_entry_lba = 1 << 40,
+        ] {
+            let mut disk = tiny_disk(512);
+            let last = (4 << 20) / 512 - 1;
+            edit_header(&mut disk, 1, change);
+            // The backup still serves.
+            let table = Table::read(&mut disk, path()).expect("backup serves");
+            assert!(matches!(table.primary_state(), CopyState::Invalid(_)));
+            edit_header(&mut disk, last, change);
+            let error = Table::read(&mut disk, path()).expect_err("both copies odd");
+            assert!(matches!(error, Error::CorruptTable { .. }), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn zeros_are_not_a_gpt() {
+        let mut disk = Cursor::new(vec![0; 1 << 20]);
+        let error = Table::read(&mut disk, path()).expect_err("no table");
+        assert!(matches!(error, Error::NotGpt { .. }));
+        let mut empty = Cursor::new(Vec::new());
+        assert!(matches!(
+            Table::read(&mut empty, path()),
+            Err(Error::NotGpt { .. })
+        ));
+    }
 }

@@ -278,6 +278,16 @@ fn a_write_torn_anywhere_leaves_the_old_or_the_new_table() {
         let read = Table::read(&mut file, path)
             .unwrap_or_else(|e| panic!("after {budget} bytes the table is unreadable: {e}"));
         let state = ab_of(&read, path);
+        // Backup first: while the first copy is being written, the primary is untouched.
+        let copy_bytes = usize::try_from(SECTOR).unwrap() + 128 * 128;
+        if budget < copy_bytes {
+            assert_eq!(
+                read.primary_state(),
+                &CopyState::Valid,
+                "after {budget} bytes"
+            );
+            assert_eq!(read.entries(), old_table.entries(), "after {budget} bytes");
+        }
         if read.entries() == old_table.entries() {
             assert_eq!(state, old);
             saw_old += 1;
