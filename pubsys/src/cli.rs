@@ -12,6 +12,11 @@ pub struct Cli {
     #[command(flatten)]
     pub global: cli_support::GlobalArgs,
 
+    /// Infra.toml: repositories, signing keys, AWS regions and roles (an Infra.lock beside it
+    /// is never read). Without it, commands use empty defaults.
+    #[arg(long, global = true, value_name = "PATH", env = "PUBSYS_INFRA_CONFIG")]
+    pub infra_config: Option<std::path::PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

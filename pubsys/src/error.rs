@@ -14,6 +14,33 @@ pub enum Error {
         source: Box<update_metadata::Error>,
     },
 
+    /// A configuration file could not be read.
+    #[snafu(display("Failed to read {}", path.display()))]
+    ReadConfig {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// `Infra.toml` is not valid.
+    #[snafu(display("Failed to parse infra config {origin}"))]
+    ParseInfra {
+        /// Where it came from.
+        origin: String,
+        /// The parse error.
+        source: toml::de::Error,
+    },
+
+    /// The expiration policy is not valid.
+    #[snafu(display("Failed to parse repo expiration policy {origin}"))]
+    ParseExpirationPolicy {
+        /// Where it came from.
+        origin: String,
+        /// The parse error.
+        source: toml::de::Error,
+    },
+
     /// `manifest init` would overwrite a file.
     #[snafu(display("{} already exists; use --force to overwrite it", path.display()))]
     ManifestExists {

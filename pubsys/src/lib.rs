@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod error;
 
 pub use error::{Error, Result};
@@ -53,8 +54,24 @@ impl Outcome {
     }
 }
 
+/// What every command may use: the configuration, loaded once, and the clock.
+#[derive(Debug)]
+pub struct Context {
+    /// `Infra.toml` (empty defaults when none was given).
+    pub infra: config::infra::InfraConfig,
+    /// The time the run started, to the whole second.
+    pub now: Timestamp,
+}
+
 /// Run the command line `cli` describes; `now` is the clock.
 pub fn run(cli: &Cli, now: Timestamp) -> Result<Outcome> {
+    let infra = match &cli.infra_config {
+        Some(path) => config::infra::InfraConfig::load(path)?,
+        None => config::infra::InfraConfig::default(),
+    };
+    let context = Context { infra, now };
+    tracing::debug!(repos = context.infra.repo.len(), "configuration loaded");
+    let now = context.now;
     match &cli.command {
         Command::Waves(WavesCommand::Show(args)) => {
             commands::waves::run(args, now).map(Outcome::Waves)
