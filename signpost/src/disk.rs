@@ -37,6 +37,7 @@ pub struct Disk {
     file: File,
     access: Access,
     block_device: bool,
+    logical_sector_size: Option<u64>,
 }
 
 impl Disk {
@@ -58,6 +59,11 @@ impl Disk {
             .metadata()
             .map(|meta| meta.file_type().is_block_device())
             .unwrap_or(false);
+        // Only a hint for probing the table: a failed query just means "probe both".
+        let logical_sector_size = block_device
+            .then(|| rustix::fs::ioctl_blksszget(&file).ok())
+            .flatten()
+            .map(u64::from);
         let (operation, blocking) = match access {
             Access::Read => (
                 FlockOperation::NonBlockingLockShared,
@@ -107,6 +113,7 @@ impl Disk {
             file,
             access,
             block_device,
+            logical_sector_size,
         })
     }
 
@@ -118,6 +125,11 @@ impl Disk {
     /// Whether the disk is a block device (rather than an image file).
     pub fn is_block_device(&self) -> bool {
         self.block_device
+    }
+
+    /// The logical sector size a block device reports (`BLKSSZGET`); `None` for image files.
+    pub fn logical_sector_size(&self) -> Option<u64> {
+        self.logical_sector_size
     }
 
     /// How the disk was opened.

@@ -85,11 +85,25 @@ pub struct Table {
 impl Table {
     /// Read the table from `disk` (`path` names it in errors).
     pub fn read<D: Read + Seek + ?Sized>(disk: &mut D, path: &Path) -> Result<Table> {
+        Table::read_preferring(disk, path, None)
+    }
+
+    /// [`Table::read`], probing `preferred` first when it is one of [`SECTOR_SIZES`] (a block
+    /// device's logical sector size).
+    pub fn read_preferring<D: Read + Seek + ?Sized>(
+        disk: &mut D,
+        path: &Path,
+        preferred: Option<u64>,
+    ) -> Result<Table> {
         let len = disk
             .seek(SeekFrom::End(0))
             .context(ReadTableSnafu { path })?;
+        let mut sector_sizes = SECTOR_SIZES;
+        if preferred == Some(SECTOR_SIZES[1]) {
+            sector_sizes.reverse();
+        }
         let mut primary_problems = Vec::new();
-        for sector_size in SECTOR_SIZES {
+        for sector_size in sector_sizes {
             match read_copy(disk, sector_size, 1, len) {
                 Ok(primary) => return from_primary(disk, path, sector_size, len, primary),
                 Err(CopyProblem::Bad(problem)) => {
@@ -99,7 +113,7 @@ impl Table {
             }
         }
         let mut backup_problems = Vec::new();
-        for sector_size in SECTOR_SIZES {
+        for sector_size in sector_sizes {
             if len < 2 * sector_size || len % sector_size != 0 {
                 continue;
             }

@@ -355,7 +355,8 @@ impl State {
 /// Read the table of an open disk, find the sets and decode their flags.
 fn read(disk: &mut Disk) -> Result<(Table, Layout, AbState)> {
     let path = disk.path().to_owned();
-    let table = Table::read(disk, &path)?;
+    let preferred = disk.logical_sector_size();
+    let table = Table::read_preferring(disk, &path, preferred)?;
     let layout = Layout::find(&table, &path)?;
     let flags = |set: SetId| {
         table

@@ -36,6 +36,31 @@ pub const BOOT_A: u32 = 3;
 pub const BOOT_B: u32 = 8;
 pub const PRIVATE: u32 = 12;
 
+/// sgdisk arguments that create `rows` (numbered in order) on a disk with `sectors_per_mib`
+/// sectors per MiB (2048 for 512-byte sectors, 256 for 4096), plus the initial BOOT-A bits.
+pub fn sgdisk_layout_args(rows: &[Row], sectors_per_mib: u64) -> Vec<String> {
+    let mut args: Vec<String> = vec!["-a".into(), "1".into()];
+    for (index, (name, role, start, size)) in rows.iter().enumerate() {
+        let n = index + 1;
+        let first = start * sectors_per_mib;
+        let last = (start + size) * sectors_per_mib - 1;
+        args.push(format!("--new={n}:{first}:{last}"));
+        args.push(format!("--typecode={n}:{}", role.type_guid()));
+        if !name.is_empty() {
+            args.push(format!("--change-name={n}:{name}"));
+        }
+    }
+    if rows.len() >= 3 && rows[2].1 == PartitionRole::Boot {
+        args.extend([
+            "-A".into(),
+            "3:set:48".into(),
+            "-A".into(),
+            "3:set:56".into(),
+        ]);
+    }
+    args
+}
+
 /// A disk image in a temporary directory (under the target dir, so it is on a real
 /// filesystem where `chattr` works).
 pub struct Image {
@@ -81,25 +106,7 @@ impl Image {
             .expect("create image")
             .set_len(DISK_MIB << 20)
             .expect("size image");
-        let mut args: Vec<String> = vec!["-a".into(), "1".into()];
-        for (index, (name, role, start, size)) in rows.iter().enumerate() {
-            let n = index + 1;
-            let first = start * 2048;
-            let last = (start + size) * 2048 - 1;
-            args.push(format!("--new={n}:{first}:{last}"));
-            args.push(format!("--typecode={n}:{}", role.type_guid()));
-            if !name.is_empty() {
-                args.push(format!("--change-name={n}:{name}"));
-            }
-        }
-        if rows.len() >= 3 && rows[2].1 == PartitionRole::Boot {
-            args.extend([
-                "-A".into(),
-                "3:set:48".into(),
-                "-A".into(),
-                "3:set:56".into(),
-            ]);
-        }
+        let mut args = sgdisk_layout_args(rows, 2048);
         args.push(path.to_string_lossy().into_owned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         tool("sgdisk", &args);
