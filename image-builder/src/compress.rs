@@ -1,0 +1,258 @@
+//! LZ4 frame compression of the artifacts (level 9, `image-layout.md` §7), on every core.
+//!
+//! The input is cut into chunks of whole 4 MiB blocks; each chunk is compressed by liblz4's
+//! frame encoder (high compression, independent blocks, block checksums) on a worker thread.
+//! Independent blocks do not refer to earlier blocks, so the block sequences of the chunk
+//! frames, written one after the other under a single frame header and one end mark, form one
+//! standard frame: the `lz4` tool and `lz4::Decoder` (updog) read it like any other. The output
+//! depends only on the input, never on the thread count.
+use crate::error::{self, Result};
+use crate::progress::Progress;
+use aws_lc_rs::digest::{Context, SHA256};
+use lz4::liblz4::BlockChecksum;
+use lz4::{BlockMode, BlockSize, ContentChecksum, EncoderBuilder};
+use snafu::{OptionExt, ResultExt, ensure};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+/// LZ4 HC level (`lz4 -9`).
+pub const LEVEL: u32 = 9;
+/// Frame block size (4 MiB, block size ID 7).
+const BLOCK: usize = 4 * 1024 * 1024;
+/// Input bytes per work item: a whole number of blocks.
+const CHUNK: usize = 2 * BLOCK;
+/// Frame header length with no content size and no dictionary ID.
+const HEADER: usize = 7;
+/// The end mark (a zero block size).
+const END_MARK: [u8; 4] = [0; 4];
+/// LZ4 frame magic number, little-endian.
+pub const MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
+
+/// A written artifact: compressed size and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Bytes written.
+    pub size: u64,
+    /// SHA-256 of the written bytes, lower-case hex.
+    pub sha256: String,
+}
+
+/// Compress one chunk to a complete frame and return (header, blocks).
+fn compress_chunk(input: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut builder = EncoderBuilder::new();
+    builder
+        .level(LEVEL)
+        .block_size(BlockSize::Max4MB)
+        .block_mode(BlockMode::Independent)
+        .block_checksum(BlockChecksum::BlockChecksumEnabled)
+        .checksum(ContentChecksum::NoChecksum);
+    let mut encoder = builder
+        .build(Vec::with_capacity(input.len() / 2 + 64))
+        .context(error::CompressSnafu { path })?;
+    encoder
+        .write_all(input)
+        .context(error::CompressSnafu { path })?;
+    let (frame, result) = encoder.finish();
+    result.context(error::CompressSnafu { path })?;
+    ensure!(
+        frame.len() >= HEADER + END_MARK.len()
+            && frame[..4] == MAGIC
+            && frame[frame.len() - 4..] == END_MARK,
+        error::UnexpectedFrameSnafu { path }
+    );
+    let header = frame[..HEADER].to_vec();
+    let blocks = frame[HEADER..frame.len() - END_MARK.len()].to_vec();
+    Ok((header, blocks))
+}
+
+/// Counts and hashes what goes through it.
+struct HashingWriter<W> {
+    inner: W,
+    digest: Context,
+    size: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.inner.write_all(bytes)?;
+        self.digest.update(bytes);
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// Compress `input` into the LZ4 frame file `output` using `threads` threads.
+pub fn compress_file(
+    input: &Path,
+    output: &Path,
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<Written> {
+    let source = File::open(input).context(error::ReadFileSnafu { path: input })?;
+    let len = source
+        .metadata()
+        .context(error::ReadFileSnafu { path: input })?
+        .len();
+    let chunks = usize::try_from(len.div_ceil(CHUNK as u64))
+        .ok()
+        .context(error::TooLargeSnafu { path: input })?
+        .max(1);
+    let file = File::create(output).context(error::WriteFileSnafu { path: output })?;
+    let mut out = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        digest: Context::new(&SHA256),
+        size: 0,
+    };
+    let next = AtomicUsize::new(0);
+    let threads = threads.clamp(1, chunks);
+    std::thread::scope(|scope| -> Result<()> {
+        let (sender, receiver) =
+            mpsc::sync_channel::<(usize, Result<(Vec<u8>, Vec<u8>)>)>(threads * 2);
+        for _ in 0..threads {
+            let sender = sender.clone();
+            let (source, next) = (&source, &next);
+            scope.spawn(move || {
+                let mut buffer = vec![0_u8; CHUNK];
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= chunks {
+                        break;
+                    }
+                    let offset = index as u64 * CHUNK as u64;
+                    let size = (len - offset.min(len)).min(CHUNK as u64) as usize;
+                    let result = source
+                        .read_exact_at(&mut buffer[..size], offset)
+                        .context(error::ReadFileSnafu { path: input })
+                        .and_then(|()| compress_chunk(&buffer[..size], input));
+                    progress.advance(size as u64);
+                    let failed = result.is_err();
+                    // The receiver only goes away after an error: stop quietly then.
+                    if sender.send((index, result)).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        let mut pending = BTreeMap::new();
+        let mut expected = 0;
+        let mut header: Option<Vec<u8>> = None;
+        for (index, result) in receiver.iter() {
+            pending.insert(index, result?);
+            while let Some((chunk_header, blocks)) = pending.remove(&expected) {
+                match &header {
+                    None => {
+                        out.put(&chunk_header)
+                            .context(error::WriteFileSnafu { path: output })?;
+                        header = Some(chunk_header);
+                    }
+                    Some(first) => {
+                        ensure!(
+                            *first == chunk_header,
+                            error::UnexpectedFrameSnafu { path: input }
+                        );
+                    }
+                }
+                out.put(&blocks)
+                    .context(error::WriteFileSnafu { path: output })?;
+                expected += 1;
+            }
+        }
+        // Every worker either sent all its chunks or stopped after sending an error.
+        ensure!(
+            expected == chunks,
+            error::ThreadPanickedSnafu {
+                task: "compression"
+            }
+        );
+        Ok(())
+    })?;
+    out.put(&END_MARK)
+        .context(error::WriteFileSnafu { path: output })?;
+    let HashingWriter {
+        inner,
+        digest,
+        size,
+    } = out;
+    let file = inner
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .context(error::WriteFileSnafu { path: output })?;
+    file.sync_all()
+        .context(error::WriteFileSnafu { path: output })?;
+    Ok(Written {
+        size,
+        sha256: hex::encode(digest.finish().as_ref()),
+    })
+}
+
+/// SHA-256 and size of an existing file.
+pub fn hash_file(path: &Path) -> Result<Written> {
+    let mut file = File::open(path).context(error::ReadFileSnafu { path })?;
+    let mut out = HashingWriter {
+        inner: std::io::sink(),
+        digest: Context::new(&SHA256),
+        size: 0,
+    };
+    let mut buffer = vec![0_u8; 1 << 20];
+    loop {
+        let n =
+            std::io::Read::read(&mut file, &mut buffer).context(error::ReadFileSnafu { path })?;
+        if n == 0 {
+            break;
+        }
+        out.put(&buffer[..n])
+            .context(error::ReadFileSnafu { path })?;
+    }
+    Ok(Written {
+        size: out.size,
+        sha256: hex::encode(out.digest.finish().as_ref()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CHUNK, MAGIC, compress_file, hash_file};
+    use crate::progress::NoProgress;
+    use std::io::Read;
+
+    fn round_trip(data: &[u8], threads: usize) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, output) = (dir.path().join("in"), dir.path().join("out.lz4"));
+        std::fs::write(&input, data).unwrap();
+        let written = compress_file(&input, &output, threads, &NoProgress).unwrap();
+        let compressed = std::fs::read(&output).unwrap();
+        assert_eq!(written.size, compressed.len() as u64);
+        assert_eq!(written, hash_file(&output).unwrap());
+        assert_eq!(compressed[..4], MAGIC);
+        let mut decoded = Vec::new();
+        lz4::Decoder::new(compressed.as_slice())
+            .unwrap()
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, data);
+        compressed
+    }
+
+    #[test]
+    fn one_frame_whatever_the_thread_count() {
+        let mut data: Vec<u8> = (0..CHUNK * 2 + 12345)
+            .map(|i| (i * 7 % 253) as u8)
+            .collect();
+        data[CHUNK..CHUNK + 4096].fill(0);
+        let single = round_trip(&data, 1);
+        assert_eq!(round_trip(&data, 2), single);
+        assert_eq!(round_trip(&data, 5), single);
+    }
+
+    #[test]
+    fn empty_and_small_inputs() {
+        round_trip(&[], 2);
+        round_trip(b"hello", 2);
+    }
+}

@@ -1,0 +1,205 @@
+//! Writing a disk image: a sparse file of the disk size, a protective MBR, both GPT copies
+//! (gptman), and each filesystem image copied at its partition's offset.
+use crate::error::{self, Result};
+use crate::ids::Seed;
+use crate::layout::{Disk, Partition, PartitionPlan};
+use crate::progress::Progress;
+use gptman::{GPT, GPTPartitionEntry};
+use signpost::gpt_types::{BootFlags, PartitionRole};
+use snafu::{OptionExt, ResultExt};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+/// Sector size of every image.
+pub const SECTOR: u64 = 512;
+/// Copy buffer; all-zero buffers are skipped, keeping the image sparse.
+const COPY_CHUNK: usize = 1024 * 1024;
+
+/// Which disk of the image this is (names the derived GUIDs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskKind {
+    /// The OS disk.
+    Os,
+    /// The split plan's data disk.
+    Data,
+}
+
+impl DiskKind {
+    fn label(self) -> &'static str {
+        match self {
+            DiskKind::Os => "os-disk",
+            DiskKind::Data => "data-disk",
+        }
+    }
+}
+
+/// The unique GUID of `partition`: fixed for data partitions, derived from the seed otherwise.
+fn unique_guid(
+    seed: &Seed,
+    kind: DiskKind,
+    plan: PartitionPlan,
+    partition: &Partition,
+) -> [u8; 16] {
+    partition
+        .fixed_unique_guid(plan, kind == DiskKind::Data)
+        .unwrap_or_else(|| seed.guid(&format!("{}/partition/{}", kind.label(), partition.number)))
+        .bytes()
+}
+
+/// The initial attribute bits: BOOT-A priority 1 and successful, everything else zero.
+pub fn initial_attributes(partition: &Partition) -> u64 {
+    if partition.role == PartitionRole::Boot && partition.bank == Some(crate::layout::Bank::A) {
+        BootFlags {
+            priority: 1,
+            tries_left: 0,
+            successful: true,
+        }
+        .apply_to(0)
+    } else {
+        0
+    }
+}
+
+/// Create `path` as a sparse disk of `disk`'s size holding its partition table.
+pub fn create(
+    path: &Path,
+    disk: &Disk,
+    kind: DiskKind,
+    plan: PartitionPlan,
+    seed: &Seed,
+) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .context(error::WriteFileSnafu { path })?;
+    file.set_len(disk.size_bytes())
+        .context(error::WriteFileSnafu { path })?;
+    let disk_guid = seed.guid(&format!("{}/disk", kind.label())).bytes();
+    let mut gpt =
+        GPT::new_from(&mut file, SECTOR, disk_guid).context(error::WriteGptSnafu { path })?;
+    for partition in &disk.partitions {
+        gpt[partition.number] = GPTPartitionEntry {
+            partition_type_guid: partition.type_guid.bytes(),
+            unique_partition_guid: unique_guid(seed, kind, plan, partition),
+            starting_lba: partition.first_sector(),
+            ending_lba: partition.last_sector(),
+            attribute_bits: initial_attributes(partition),
+            partition_name: partition.name.into(),
+        };
+    }
+    GPT::write_protective_mbr_into(&mut file, SECTOR).context(error::WriteGptSnafu { path })?;
+    gpt.write_into(&mut file)
+        .context(error::WriteGptSnafu { path })?;
+    file.sync_all().context(error::WriteFileSnafu { path })?;
+    Ok(())
+}
+
+/// Copy the filesystem image `image` into `partition` of the disk at `disk_path`.
+pub fn write_partition(
+    disk_path: &Path,
+    partition: &Partition,
+    image: &Path,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut source = File::open(image).context(error::ReadFileSnafu { path: image })?;
+    let len = source
+        .metadata()
+        .context(error::ReadFileSnafu { path: image })?
+        .len();
+    (len <= partition.size_bytes())
+        .then_some(())
+        .context(error::TooBigSnafu {
+            what: image.display().to_string(),
+            needed: len,
+            partition: partition.name,
+            available: partition.size_bytes(),
+        })?;
+    let mut disk = OpenOptions::new()
+        .write(true)
+        .open(disk_path)
+        .context(error::WriteFileSnafu { path: disk_path })?;
+    let mut offset = partition.offset_bytes();
+    let mut buffer = vec![0_u8; COPY_CHUNK];
+    loop {
+        let n =
+            read_full(&mut source, &mut buffer).context(error::ReadFileSnafu { path: image })?;
+        if n == 0 {
+            break;
+        }
+        if buffer[..n].iter().any(|&b| b != 0) {
+            disk.seek(SeekFrom::Start(offset))
+                .and_then(|_| disk.write_all(&buffer[..n]))
+                .context(error::WriteFileSnafu { path: disk_path })?;
+        }
+        offset += n as u64;
+        progress.advance(n as u64);
+    }
+    disk.sync_all()
+        .context(error::WriteFileSnafu { path: disk_path })?;
+    Ok(())
+}
+
+fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DiskKind, create, initial_attributes};
+    use crate::ids::Seed;
+    use crate::layout::{Layout, LayoutSettings, PartitionPlan};
+    use gptman::GPT;
+
+    #[test]
+    fn partition_table_round_trips_through_gptman() {
+        let layout = Layout::compute(LayoutSettings {
+            os_image_size_gib: 1,
+            ..LayoutSettings::default()
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.img");
+        let seed = Seed::from_inputs(&["test"]);
+        create(
+            &path,
+            &layout.os_disk,
+            DiskKind::Os,
+            PartitionPlan::Split,
+            &seed,
+        )
+        .unwrap();
+        let mut file = std::fs::File::open(&path).unwrap();
+        let gpt = GPT::read_from(&mut file, 512).unwrap();
+        let used: Vec<_> = gpt.iter().filter(|(_, p)| p.is_used()).collect();
+        assert_eq!(used.len(), 13);
+        for partition in &layout.os_disk.partitions {
+            let entry = &gpt[partition.number];
+            assert_eq!(entry.starting_lba, partition.first_sector());
+            assert_eq!(entry.ending_lba, partition.last_sector());
+            assert_eq!(entry.partition_type_guid, partition.type_guid.bytes());
+            assert_eq!(entry.partition_name.as_str(), partition.name);
+            assert_eq!(entry.attribute_bits, initial_attributes(partition));
+        }
+        assert_eq!(gpt[3].attribute_bits, 0x0101_0000_0000_0000);
+        assert_eq!(gpt[8].attribute_bits, 0);
+        // Unique GUIDs are distinct; the data partition's is the fixed fallback one.
+        let mut guids: Vec<_> = used.iter().map(|(_, p)| p.unique_partition_guid).collect();
+        guids.sort();
+        guids.dedup();
+        assert_eq!(guids.len(), 13);
+        assert_eq!(
+            gpt[13].unique_partition_guid,
+            signpost::gpt_types::DATA_FALLBACK_UNIQUE_GUID.bytes()
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! The build report: what was built, where, and the values later steps need (root hash, salt,
+//! artifact digests). Printed by `--json` and written as `build-report.json`.
+use crate::layout::Layout;
+use crate::settings::{Arch, RootFs};
+use crate::verity::VerityInfo;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The report's file name inside the output directory.
+pub const REPORT_FILE: &str = "build-report.json";
+
+/// What an artifact is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArtifactKind {
+    /// `<prefix>.img.lz4`: the OS disk.
+    OsImage,
+    /// `<prefix>-data.img.lz4`: the data disk (split plan).
+    DataImage,
+    /// `<prefix>-boot.ext4.lz4`: the boot filesystem (updog → inactive BOOT).
+    Boot,
+    /// `<prefix>-root.ext4.lz4`: the root filesystem (updog → inactive ROOT).
+    Root,
+    /// `<prefix>-root.verity.lz4`: the partition-sized hash image (updog → inactive HASH).
+    Hash,
+    /// `<prefix>.img`: the uncompressed OS disk (with `keep_raw_images`).
+    RawOsImage,
+    /// `<prefix>-data.img`: the uncompressed data disk (with `keep_raw_images`).
+    RawDataImage,
+}
+
+impl ArtifactKind {
+    /// The file name suffix after `FILENAME_PREFIX`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            ArtifactKind::OsImage => ".img.lz4",
+            ArtifactKind::DataImage => "-data.img.lz4",
+            ArtifactKind::Boot => "-boot.ext4.lz4",
+            ArtifactKind::Root => "-root.ext4.lz4",
+            ArtifactKind::Hash => "-root.verity.lz4",
+            ArtifactKind::RawOsImage => ".img",
+            ArtifactKind::RawDataImage => "-data.img",
+        }
+    }
+}
+
+/// One file of the output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Artifact {
+    /// What it is.
+    pub kind: ArtifactKind,
+    /// File name inside the output directory.
+    pub file_name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256, lower-case hex.
+    pub sha256: String,
+    /// Size after LZ4 decompression (equal to `size` for raw files).
+    pub uncompressed_size: u64,
+    /// The friendly-name symlinks pointing at it.
+    pub links: Vec<String>,
+}
+
+/// One filesystem image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FilesystemReport {
+    /// `ext4` or `erofs`.
+    pub kind: RootFs,
+    /// Filesystem UUID.
+    pub uuid: String,
+    /// Image size in bytes (shrunk to the minimum for BOOT and ROOT).
+    pub size_bytes: u64,
+    /// GPT name of the partition it goes to.
+    pub partition: String,
+    /// Size of that partition in bytes.
+    pub partition_bytes: u64,
+}
+
+/// The result of a build.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    /// Image name.
+    pub image_name: String,
+    /// Variant.
+    pub variant: String,
+    /// Architecture.
+    pub arch: Arch,
+    /// Version.
+    pub version: String,
+    /// Build ID.
+    pub build_id: String,
+    /// `FILENAME_PREFIX`.
+    pub filename_prefix: String,
+    /// The directory holding the artifacts (`<out>/<version>-<build-id>`).
+    pub output_dir: PathBuf,
+    /// `SOURCE_DATE_EPOCH`, when the build was reproducible.
+    pub source_date_epoch: Option<i64>,
+    /// The disk layout.
+    pub layout: Layout,
+    /// The root filesystem.
+    pub root_fs: FilesystemReport,
+    /// The boot filesystem.
+    pub boot_fs: FilesystemReport,
+    /// dm-verity parameters.
+    pub verity: VerityInfo,
+    /// The kernel command line in grub.cfg (before `$dm_verity_root` is expanded).
+    pub kernel_command_line: String,
+    /// Every artifact, in a fixed order.
+    pub artifacts: Vec<Artifact>,
+}
+
+impl BuildReport {
+    /// The artifact of `kind`, if it was built.
+    pub fn artifact(&self, kind: ArtifactKind) -> Option<&Artifact> {
+        self.artifacts.iter().find(|a| a.kind == kind)
+    }
+
+    /// The path of the artifact of `kind`, if it was built.
+    pub fn artifact_path(&self, kind: ArtifactKind) -> Option<PathBuf> {
+        self.artifact(kind)
+            .map(|a| self.output_dir.join(&a.file_name))
+    }
+
+    /// The report file inside `output_dir`.
+    pub fn report_path(output_dir: &Path) -> PathBuf {
+        output_dir.join(REPORT_FILE)
+    }
+}
