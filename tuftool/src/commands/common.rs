@@ -1,0 +1,116 @@
+//! Argument groups shared by several commands (one long and one short flag per meaning).
+use crate::error::Result;
+use crate::expiry::Expiry;
+use crate::keys::KeySource;
+use crate::repo::{self, RepoLocation, RoleSchedule, Schedule};
+use clap::Args;
+use std::num::NonZeroU64;
+use std::path::PathBuf;
+use url::Url;
+
+/// `-k/--key`, repeatable.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// Signing key: a file (PEM or DER), aws-ssm://[PROFILE]/NAME or aws-kms://[PROFILE]/ID;
+    /// repeat for several keys
+    #[arg(short = 'k', long = "key", value_name = "KEY", required = true)]
+    pub keys: Vec<KeySource>,
+}
+
+/// Where an existing repository is.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Trusted root.json of the repository (any version; the chain is followed up from it)
+    #[arg(short = 'r', long = "root", value_name = "PATH")]
+    pub root: PathBuf,
+    /// Metadata base: a folder, file:// or http(s):// URL
+    #[arg(short = 'm', long = "metadata-url", value_name = "URL", value_parser = parse_url)]
+    pub metadata_url: Url,
+}
+
+/// `--allow-expired-repo`.
+#[derive(Debug, Clone, Args)]
+pub struct ExpiredArgs {
+    /// Load the repository even if its metadata has expired (to repair it)
+    #[arg(long)]
+    pub allow_expired_repo: bool,
+}
+
+/// Parse a location (URL or folder path) for clap.
+pub fn parse_url(text: &str) -> Result<Url, String> {
+    repo::parse_location(text).map_err(|e| e.to_string())
+}
+
+impl LoadArgs {
+    /// As a library location.
+    pub fn location(&self, targets_url: Option<Url>, allow_expired: bool) -> RepoLocation {
+        RepoLocation {
+            root: self.root.clone(),
+            metadata_url: self.metadata_url.clone(),
+            targets_url,
+            allow_expired,
+        }
+    }
+}
+
+/// Versions and expiries of the roles a command signs.
+#[derive(Debug, Clone, Args)]
+pub struct ScheduleArgs {
+    /// Expiry of every role signed, unless given per role: RFC 3339 or 'in N hours|days|weeks'
+    #[arg(short = 'e', long = "expires", value_name = "WHEN")]
+    pub expires: Option<Expiry>,
+    /// Targets (or changed delegated role) version; default: current + 1; must increase
+    #[arg(long, value_name = "N")]
+    pub targets_version: Option<NonZeroU64>,
+    /// Targets (or changed delegated role) expiry
+    #[arg(long, value_name = "WHEN")]
+    pub targets_expires: Option<Expiry>,
+    /// Snapshot version; default: current + 1; must increase
+    #[arg(long, value_name = "N")]
+    pub snapshot_version: Option<NonZeroU64>,
+    /// Snapshot expiry
+    #[arg(long, value_name = "WHEN")]
+    pub snapshot_expires: Option<Expiry>,
+    /// Timestamp version; default: current + 1; must increase
+    #[arg(long, value_name = "N")]
+    pub timestamp_version: Option<NonZeroU64>,
+    /// Timestamp expiry
+    #[arg(long, value_name = "WHEN")]
+    pub timestamp_expires: Option<Expiry>,
+}
+
+impl ScheduleArgs {
+    /// Resolve against `now` (expiries must be in the future).
+    pub fn schedule(&self, now: jiff::Timestamp) -> Result<Schedule> {
+        let one = |version, expires: Option<Expiry>, role: &str| -> Result<RoleSchedule> {
+            let expires = expires
+                .or(self.expires)
+                .map(|e| e.resolve_future(now, role))
+                .transpose()?;
+            Ok(RoleSchedule { version, expires })
+        };
+        Ok(Schedule {
+            targets: one(self.targets_version, self.targets_expires, "targets")?,
+            snapshot: one(self.snapshot_version, self.snapshot_expires, "snapshot")?,
+            timestamp: one(self.timestamp_version, self.timestamp_expires, "timestamp")?,
+        })
+    }
+}
+
+/// How targets are placed.
+#[derive(Debug, Clone, Args)]
+pub struct PlaceArgs {
+    /// How target files are placed in OUTDIR/targets
+    #[arg(long, value_enum, default_value_t = crate::fsutil::LinkMode::Copy)]
+    pub link_mode: crate::fsutil::LinkMode,
+    /// Follow symlinks in input folders
+    #[arg(short = 'f', long = "follow")]
+    pub follow: bool,
+    /// Files hashed and placed at once
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = default_jobs())]
+    pub jobs: usize,
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+}

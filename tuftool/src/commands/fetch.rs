@@ -1,0 +1,103 @@
+//! `tuftool download`, `clone` and `transfer-metadata`.
+use super::common::{ExpiredArgs, KeyArgs, LoadArgs, ScheduleArgs, parse_url};
+use crate::Outcome;
+use crate::error::Result;
+use crate::fetch::{self, TransferOptions};
+use clap::Args;
+use std::path::PathBuf;
+use url::Url;
+
+/// `download`.
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// Output folder (must not exist); each target is written at OUTDIR/<name>
+    pub outdir: PathBuf,
+    /// Arguments of this group.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Targets base: a folder, file:// or http(s):// URL
+    #[arg(short = 't', long = "targets-url", value_name = "URL", value_parser = parse_url)]
+    pub targets_url: Url,
+    /// Target to download (repeatable); default: every target, delegated ones included
+    #[arg(short = 'n', long = "target-name", value_name = "NAME")]
+    pub target_names: Vec<String>,
+}
+
+/// `clone`.
+#[derive(Debug, Args)]
+pub struct CloneArgs {
+    /// Arguments of this group.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Where to write the metadata (must not exist)
+    #[arg(long = "metadata-dir", value_name = "DIR")]
+    pub metadata_dir: PathBuf,
+    /// Where to write targets (must not exist); without it, metadata only
+    #[arg(long = "targets-dir", value_name = "DIR", requires = "targets_url")]
+    pub targets_dir: Option<PathBuf>,
+    /// Targets base: a folder, file:// or http(s):// URL
+    #[arg(short = 't', long = "targets-url", value_name = "URL", value_parser = parse_url)]
+    pub targets_url: Option<Url>,
+    /// Target to clone (repeatable); default: every target
+    #[arg(short = 'n', long = "target-name", value_name = "NAME")]
+    pub target_names: Vec<String>,
+}
+
+/// `transfer-metadata`.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Arguments of this group.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Signed root of the new repository
+    #[arg(long = "new-root", value_name = "PATH")]
+    pub new_root: PathBuf,
+    /// Arguments of this group.
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Output folder of the new repository
+    #[arg(short = 'o', long = "outdir", value_name = "DIR")]
+    pub outdir: PathBuf,
+    /// Arguments of this group.
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+    /// Arguments of this group.
+    #[command(flatten)]
+    pub expired: ExpiredArgs,
+}
+
+/// Run `download`.
+pub async fn download(a: &DownloadArgs) -> Result<Outcome> {
+    let location = a.load.location(Some(a.targets_url.clone()), false);
+    Ok(Outcome::Download(
+        fetch::download(&location, &a.target_names, &a.outdir).await?,
+    ))
+}
+
+/// Run `clone`.
+pub async fn clone(a: &CloneArgs) -> Result<Outcome> {
+    let location = a.load.location(a.targets_url.clone(), false);
+    Ok(Outcome::Clone(
+        fetch::clone_repo(
+            &location,
+            &a.metadata_dir,
+            a.targets_dir.as_deref(),
+            &a.target_names,
+        )
+        .await?,
+    ))
+}
+
+/// Run `transfer-metadata`.
+pub async fn transfer(a: &TransferArgs, now: jiff::Timestamp) -> Result<Outcome> {
+    let location = a.load.location(None, a.expired.allow_expired_repo);
+    let options = TransferOptions {
+        new_root: a.new_root.clone(),
+        keys: a.keys.keys.clone(),
+        schedule: a.schedule.schedule(now)?,
+        outdir: a.outdir.clone(),
+    };
+    Ok(Outcome::Repo(
+        fetch::transfer_metadata(&location, &options, now).await?,
+    ))
+}

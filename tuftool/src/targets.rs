@@ -1,0 +1,229 @@
+//! Input targets: walking input folders, naming files by their relative path, hashing them in
+//! parallel, detecting collisions, and placing them in a repository's targets folder.
+use crate::error::{self, Result};
+use crate::fsutil::{self, LinkMode};
+use aws_lc_rs::digest::{Context, SHA256};
+use futures::{StreamExt, TryStreamExt};
+use snafu::{OptionExt, ResultExt, ensure};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use tough::TargetName;
+use tough::schema::{Hashes, Target};
+
+/// A file to publish as a target.
+#[derive(Debug, Clone)]
+pub struct InputTarget {
+    /// Target name: the path relative to its input folder, with `/` separators.
+    pub name: TargetName,
+    /// Length and hashes.
+    pub target: Target,
+    /// Where the bytes are.
+    pub path: PathBuf,
+}
+
+/// Hash a file (SHA-256) and measure it. Blocking.
+pub fn hash_file(path: &Path) -> Result<(u64, Vec<u8>)> {
+    let mut file = std::fs::File::open(path).context(error::ReadFileSnafu { path })?;
+    let mut ctx = Context::new(&SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut length = 0u64;
+    loop {
+        let n = file.read(&mut buf).context(error::ReadFileSnafu { path })?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+        length += n as u64;
+    }
+    Ok((length, ctx.finish().as_ref().to_vec()))
+}
+
+/// A `Target` entry for a file of `length` bytes with this SHA-256.
+pub fn target_entry(length: u64, sha256: Vec<u8>) -> Target {
+    Target {
+        length,
+        hashes: Hashes {
+            sha256: sha256.into(),
+            _extra: HashMap::new(),
+        },
+        custom: HashMap::new(),
+        _extra: HashMap::new(),
+    }
+}
+
+/// The target name of `path` relative to `base` (components joined with `/`).
+fn relative_name(base: &Path, path: &Path) -> Result<TargetName> {
+    let rel = path
+        .strip_prefix(base)
+        .ok()
+        .context(error::TargetNameSnafu { path })?;
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        let s = c
+            .as_os_str()
+            .to_str()
+            .context(error::TargetNameSnafu { path })?;
+        parts.push(s);
+    }
+    TargetName::new(parts.join("/"))
+        .ok()
+        .context(error::TargetNameSnafu { path })
+}
+
+/// Walk `dirs` (recursively; symlinks followed only with `follow_links`), name each regular file
+/// by its path relative to its folder, and hash them with `jobs` files in flight. Two inputs
+/// with the same name are an error naming both. The result is sorted by name.
+pub async fn scan_inputs(
+    dirs: &[PathBuf],
+    follow_links: bool,
+    jobs: usize,
+) -> Result<Vec<InputTarget>> {
+    let mut files: BTreeMap<String, (TargetName, PathBuf)> = BTreeMap::new();
+    for dir in dirs {
+        let meta = std::fs::metadata(dir).context(error::ReadFileSnafu { path: dir })?;
+        ensure!(meta.is_dir(), error::NotADirectorySnafu { path: dir });
+        let walk = walkdir::WalkDir::new(dir)
+            .follow_links(follow_links)
+            .sort_by_file_name();
+        for entry in walk {
+            let entry = entry.map_err(|e| error::Error::WalkDir {
+                path: dir.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            if !entry.file_type().is_file() {
+                if entry.path_is_symlink() && !follow_links {
+                    tracing::warn!(path = %entry.path().display(), "skipping symlink (use --follow to include)");
+                }
+                continue;
+            }
+            let name = relative_name(dir, entry.path())?;
+            let key = name.resolved().to_owned();
+            if let Some((_, other)) = files.get(&key) {
+                return error::TargetCollisionSnafu {
+                    name: key,
+                    first: other.display().to_string(),
+                    second: entry.path().display().to_string(),
+                }
+                .fail();
+            }
+            files.insert(key, (name, entry.path().to_path_buf()));
+        }
+    }
+    let jobs = jobs.max(1);
+    let hashed: Vec<InputTarget> =
+        futures::stream::iter(files.into_values().map(|(name, path)| async move {
+            let p = path.clone();
+            let (length, sha256) = tokio::task::spawn_blocking(move || hash_file(&p))
+                .await
+                .context(error::JoinSnafu)??;
+            Ok::<_, crate::Error>(InputTarget {
+                name,
+                target: target_entry(length, sha256),
+                path,
+            })
+        }))
+        .buffered(jobs)
+        .try_collect()
+        .await?;
+    Ok(hashed)
+}
+
+/// Where a target's bytes go in `targets_dir`. With consistent snapshots this is the spec's
+/// placement, `dir/<sha256>.file` (what python-tuf and other clients fetch), plus, for names with
+/// a folder, tough's placement `<sha256>.dir/file`, so that tough-based clients (tough's
+/// `Repository::read_target`, the reference tuftool) find it too.
+pub fn placements(
+    targets_dir: &Path,
+    name: &TargetName,
+    sha256: &[u8],
+    consistent: bool,
+) -> Vec<PathBuf> {
+    let resolved = name.resolved();
+    if !consistent {
+        return vec![targets_dir.join(resolved)];
+    }
+    let digest = hex::encode(sha256);
+    let (dir, base) = match resolved.rsplit_once('/') {
+        Some((dir, base)) => (Some(dir), base),
+        None => (None, resolved),
+    };
+    match dir {
+        None => vec![targets_dir.join(format!("{digest}.{base}"))],
+        Some(dir) => vec![
+            targets_dir.join(dir).join(format!("{digest}.{base}")),
+            targets_dir.join(format!("{digest}.{resolved}")),
+        ],
+    }
+}
+
+/// Place every input in `targets_dir` by `mode`, `jobs` at a time.
+pub async fn publish_inputs(
+    inputs: &[InputTarget],
+    targets_dir: &Path,
+    consistent: bool,
+    mode: LinkMode,
+    jobs: usize,
+) -> Result<()> {
+    let work: Vec<(PathBuf, Vec<PathBuf>)> = inputs
+        .iter()
+        .map(|t| {
+            (
+                t.path.clone(),
+                placements(targets_dir, &t.name, &t.target.hashes.sha256, consistent),
+            )
+        })
+        .collect();
+    futures::stream::iter(work.into_iter().map(|(src, dests)| async move {
+        tokio::task::spawn_blocking(move || {
+            for dest in dests {
+                fsutil::publish_file(&src, &dest, mode, consistent)?;
+            }
+            Ok::<_, crate::Error>(())
+        })
+        .await
+        .context(error::JoinSnafu)?
+    }))
+    .buffer_unordered(jobs.max(1))
+    .try_collect::<Vec<()>>()
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{placements, scan_inputs};
+    use std::path::Path;
+    use tough::TargetName;
+
+    #[tokio::test]
+    async fn names_are_relative_paths_and_collisions_fail() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(a.path().join("sub/deeper")).unwrap();
+        std::fs::write(a.path().join("top.txt"), b"top").unwrap();
+        std::fs::write(a.path().join("sub/deeper/x.bin"), b"x").unwrap();
+        std::fs::write(b.path().join("top.txt"), b"other").unwrap();
+        let found = scan_inputs(&[a.path().to_path_buf()], false, 2)
+            .await
+            .unwrap();
+        let names: Vec<_> = found.iter().map(|t| t.name.raw().to_owned()).collect();
+        assert_eq!(names, ["sub/deeper/x.bin", "top.txt"]);
+        assert_eq!(found[1].target.length, 3);
+        let err = scan_inputs(&[a.path().to_path_buf(), b.path().to_path_buf()], false, 2)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("top.txt"), "{text}");
+    }
+
+    #[test]
+    fn placements_follow_spec_and_tough() {
+        let name = TargetName::new("a/b/c.txt").unwrap();
+        let p = placements(Path::new("/t"), &name, &[0xab], true);
+        assert_eq!(p[0], Path::new("/t/a/b/ab.c.txt"));
+        assert_eq!(p[1], Path::new("/t/ab.a/b/c.txt"));
+        let p = placements(Path::new("/t"), &name, &[0xab], false);
+        assert_eq!(p, [Path::new("/t/a/b/c.txt")]);
+    }
+}
