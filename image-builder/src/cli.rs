@@ -31,11 +31,11 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR")]
     pub root_dir: PathBuf,
 
-    /// Boot tree holding `vmlinuz` [default: <root-dir>/boot]
+    /// Boot tree holding `vmlinuz` [default: ROOT_DIR/boot]
     #[arg(long, value_name = "DIR")]
     pub boot_dir: Option<PathBuf>,
 
-    /// Output directory; the artifacts go to <out-dir>/<version>-<build-id>/
+    /// Output directory; the artifacts go to OUT_DIR/VERSION-BUILD_ID/
     #[arg(long, value_name = "DIR")]
     pub out_dir: PathBuf,
 
@@ -96,7 +96,7 @@ pub struct BuildArgs {
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
     pub source_date_epoch: Option<i64>,
 
-    /// Also keep the uncompressed disk images (<prefix>.img, <prefix>-data.img)
+    /// Also keep the uncompressed disk images (PREFIX.img, PREFIX-data.img)
     #[arg(long)]
     pub keep_raw_images: bool,
 

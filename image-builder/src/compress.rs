@@ -110,12 +110,18 @@ pub fn compress_file(
     };
     let next = AtomicUsize::new(0);
     let threads = threads.clamp(1, chunks);
+    // A full chunk that is a hole compresses to these bytes: compute them once.
+    let zero_chunk = if len >= CHUNK as u64 {
+        Some(compress_chunk(&vec![0; CHUNK], input)?)
+    } else {
+        None
+    };
     std::thread::scope(|scope| -> Result<()> {
         let (sender, receiver) =
             mpsc::sync_channel::<(usize, Result<(Vec<u8>, Vec<u8>)>)>(threads * 2);
         for _ in 0..threads {
             let sender = sender.clone();
-            let (source, next) = (&source, &next);
+            let (source, next, zero_chunk) = (&source, &next, &zero_chunk);
             scope.spawn(move || {
                 let mut buffer = vec![0_u8; CHUNK];
                 loop {
@@ -125,10 +131,16 @@ pub fn compress_file(
                     }
                     let offset = index as u64 * CHUNK as u64;
                     let size = (len - offset.min(len)).min(CHUNK as u64) as usize;
-                    let result = source
-                        .read_exact_at(&mut buffer[..size], offset)
-                        .context(error::ReadFileSnafu { path: input })
-                        .and_then(|()| compress_chunk(&buffer[..size], input));
+                    let hole = crate::sparse::is_hole(source, offset, size as u64)
+                        .context(error::ReadFileSnafu { path: input });
+                    let result = match (hole, zero_chunk) {
+                        (Ok(true), Some(zeros)) if size == CHUNK => Ok(zeros.clone()),
+                        (Err(e), _) => Err(e),
+                        _ => source
+                            .read_exact_at(&mut buffer[..size], offset)
+                            .context(error::ReadFileSnafu { path: input })
+                            .and_then(|()| compress_chunk(&buffer[..size], input)),
+                    };
                     progress.advance(size as u64);
                     let failed = result.is_err();
                     // The receiver only goes away after an error: stop quietly then.
@@ -191,27 +203,33 @@ pub fn compress_file(
     })
 }
 
-/// SHA-256 and size of an existing file.
+/// SHA-256 and size of an existing file (holes are hashed as zeros without reading them).
 pub fn hash_file(path: &Path) -> Result<Written> {
-    let mut file = File::open(path).context(error::ReadFileSnafu { path })?;
-    let mut out = HashingWriter {
-        inner: std::io::sink(),
-        digest: Context::new(&SHA256),
-        size: 0,
-    };
+    let file = File::open(path).context(error::ReadFileSnafu { path })?;
+    let len = file
+        .metadata()
+        .context(error::ReadFileSnafu { path })?
+        .len();
+    let mut digest = Context::new(&SHA256);
     let mut buffer = vec![0_u8; 1 << 20];
-    loop {
-        let n =
-            std::io::Read::read(&mut file, &mut buffer).context(error::ReadFileSnafu { path })?;
-        if n == 0 {
-            break;
+    let zeros = vec![0_u8; 1 << 20];
+    let mut position = 0;
+    while position < len {
+        let n = (len - position).min(buffer.len() as u64) as usize;
+        if crate::sparse::is_hole(&file, position, n as u64)
+            .context(error::ReadFileSnafu { path })?
+        {
+            digest.update(&zeros[..n]);
+        } else {
+            file.read_exact_at(&mut buffer[..n], position)
+                .context(error::ReadFileSnafu { path })?;
+            digest.update(&buffer[..n]);
         }
-        out.put(&buffer[..n])
-            .context(error::ReadFileSnafu { path })?;
+        position += n as u64;
     }
     Ok(Written {
-        size: out.size,
-        sha256: hex::encode(out.digest.finish().as_ref()),
+        size: len,
+        sha256: hex::encode(digest.finish().as_ref()),
     })
 }
 
@@ -248,6 +266,23 @@ mod tests {
         let single = round_trip(&data, 1);
         assert_eq!(round_trip(&data, 2), single);
         assert_eq!(round_trip(&data, 5), single);
+    }
+
+    #[test]
+    fn holes_compress_like_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sparse, dense) = (dir.path().join("sparse"), dir.path().join("dense"));
+        let mut data = vec![0_u8; CHUNK * 3 + 100];
+        data[CHUNK + 5] = 7;
+        std::fs::write(&dense, &data).unwrap();
+        let file = std::fs::File::create(&sparse).unwrap();
+        file.set_len(data.len() as u64).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &[7], CHUNK as u64 + 5).unwrap();
+        drop(file);
+        let a = compress_file(&sparse, &dir.path().join("a.lz4"), 2, &NoProgress).unwrap();
+        let b = compress_file(&dense, &dir.path().join("b.lz4"), 2, &NoProgress).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(round_trip(&data, 2).len() as u64, b.size);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use gptman::{GPT, GPTPartitionEntry};
 use signpost::gpt_types::{BootFlags, PartitionRole};
 use snafu::{OptionExt, ResultExt};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Sector size of every image.
@@ -104,7 +104,7 @@ pub fn write_partition(
     image: &Path,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let mut source = File::open(image).context(error::ReadFileSnafu { path: image })?;
+    let source = File::open(image).context(error::ReadFileSnafu { path: image })?;
     let len = source
         .metadata()
         .context(error::ReadFileSnafu { path: image })?
@@ -117,40 +117,35 @@ pub fn write_partition(
             partition: partition.name,
             available: partition.size_bytes(),
         })?;
-    let mut disk = OpenOptions::new()
+    let disk = OpenOptions::new()
         .write(true)
         .open(disk_path)
         .context(error::WriteFileSnafu { path: disk_path })?;
-    let mut offset = partition.offset_bytes();
     let mut buffer = vec![0_u8; COPY_CHUNK];
-    loop {
-        let n =
-            read_full(&mut source, &mut buffer).context(error::ReadFileSnafu { path: image })?;
-        if n == 0 {
-            break;
+    // Compared with slice equality (a memcmp): fast in any build profile.
+    let zeros = vec![0_u8; COPY_CHUNK];
+    let mut position = 0;
+    while position < len {
+        let n = (len - position).min(COPY_CHUNK as u64) as usize;
+        // The disk starts as zeros: holes and zero runs of the image are skipped, so the disk
+        // stays sparse.
+        let hole = crate::sparse::is_hole(&source, position, n as u64)
+            .context(error::ReadFileSnafu { path: image })?;
+        if !hole {
+            source
+                .read_exact_at(&mut buffer[..n], position)
+                .context(error::ReadFileSnafu { path: image })?;
+            if buffer[..n] != zeros[..n] {
+                disk.write_all_at(&buffer[..n], partition.offset_bytes() + position)
+                    .context(error::WriteFileSnafu { path: disk_path })?;
+            }
         }
-        if buffer[..n].iter().any(|&b| b != 0) {
-            disk.seek(SeekFrom::Start(offset))
-                .and_then(|_| disk.write_all(&buffer[..n]))
-                .context(error::WriteFileSnafu { path: disk_path })?;
-        }
-        offset += n as u64;
+        position += n as u64;
         progress.advance(n as u64);
     }
     disk.sync_all()
         .context(error::WriteFileSnafu { path: disk_path })?;
     Ok(())
-}
-
-fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match reader.read(&mut buffer[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]

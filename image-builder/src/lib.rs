@@ -27,6 +27,7 @@ pub mod layout;
 pub mod progress;
 pub mod report;
 pub mod settings;
+pub mod sparse;
 pub mod tools;
 pub mod tree;
 pub mod verity;

@@ -110,16 +110,24 @@ fn hash_range(
     progress: &dyn Progress,
 ) -> Result<()> {
     let mut buffer = vec![0_u8; READ_CHUNK];
+    // Blocks in a hole are zeros: their hash is known without reading them.
+    let zero_hash = salted_hash(salt, &[0; BLOCK_SIZE]);
     let blocks_per_read = READ_CHUNK / BLOCK_SIZE;
     for (index, hashes) in out.chunks_mut(blocks_per_read).enumerate() {
         let block = first_block + (index * blocks_per_read) as u64;
         let bytes = &mut buffer[..hashes.len() * BLOCK_SIZE];
-        file.read_exact_at(bytes, block * BLOCK_SIZE as u64)
-            .context(error::ReadFileSnafu { path })?;
-        for (hash, data) in hashes.iter_mut().zip(bytes.chunks_exact(BLOCK_SIZE)) {
-            *hash = salted_hash(salt, data);
+        let offset = block * BLOCK_SIZE as u64;
+        let len = bytes.len() as u64;
+        if crate::sparse::is_hole(file, offset, len).context(error::ReadFileSnafu { path })? {
+            hashes.fill(zero_hash);
+        } else {
+            file.read_exact_at(bytes, offset)
+                .context(error::ReadFileSnafu { path })?;
+            for (hash, data) in hashes.iter_mut().zip(bytes.chunks_exact(BLOCK_SIZE)) {
+                *hash = salted_hash(salt, data);
+            }
         }
-        progress.advance(bytes.len() as u64);
+        progress.advance(len);
     }
     Ok(())
 }
@@ -312,6 +320,31 @@ mod tests {
             .to_string();
         assert!(error.contains("16384") && error.contains("8192"), "{error}");
         assert!(!dir.path().join("hash").exists());
+    }
+
+    #[test]
+    fn holes_hash_like_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sparse, dense) = (dir.path().join("sparse"), dir.path().join("dense"));
+        let size = 4096 * 1024;
+        let file = std::fs::File::create(&sparse).unwrap();
+        file.set_len(size).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &[3; 4096], 4096 * 700).unwrap();
+        drop(file);
+        std::fs::write(&dense, std::fs::read(&sparse).unwrap()).unwrap();
+        let params = VerityParams {
+            salt: &[2; 32],
+            uuid: [3; 16],
+            partition_bytes: 65536,
+            threads: 2,
+        };
+        let a = build_hash_image(&sparse, &dir.path().join("a"), params, &NoProgress).unwrap();
+        let b = build_hash_image(&dense, &dir.path().join("b"), params, &NoProgress).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            std::fs::read(dir.path().join("a")).unwrap(),
+            std::fs::read(dir.path().join("b")).unwrap()
+        );
     }
 
     #[test]
