@@ -31,7 +31,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 threads,
             };
             let info = build_hash_image(input.as_ref(), output.as_ref(), params, &NoProgress)?;
-            format!("root hash {} ({} data blocks)", info.root_hash, info.data_blocks)
+            format!(
+                "root hash {} ({} data blocks)",
+                info.root_hash, info.data_blocks
+            )
         }
         "lz4" => {
             let written = compress_file(input.as_ref(), output.as_ref(), threads, &NoProgress)?;

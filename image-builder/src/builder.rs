@@ -339,8 +339,10 @@ impl<'a> Builder<'a> {
                         "--exclude-regex=^boot/.",
                     ])
                     .arg(format!("-U{uuid}"));
+                // Like upstream, every file is owned by root.
+                command.arg("--all-root");
                 if let Some(epoch) = s.source_date_epoch {
-                    command.args([format!("-T{epoch}"), "--all-root".to_owned()]);
+                    command.arg(format!("-T{epoch}"));
                 }
                 command.arg(&path).arg(&s.root_dir);
                 tracing::debug!(command = %tools::describe(&command), "making erofs");

@@ -590,3 +590,26 @@ fn help_explains_the_build_command() {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }
+
+#[test]
+fn the_sample_root_script_makes_a_buildable_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("sample-root");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-sample-root");
+    tool_ok(
+        path_str(&script),
+        &[path_str(&root), "--version", "1.0.0", "--fake-kernel"],
+    );
+    assert!(root.join("bin/busybox").is_file() && root.join("sbin/init").is_file());
+    let out = dir.path().join("out");
+    let report = build_ok(&root, &out, &["--os-image-size-gib", "1"]);
+    let (root_path, _) = artifact(&report, "root");
+    let root_file = write(dir.path(), "root.ext4", &decompress(&root_path, dir.path()));
+    let release = tool_ok(
+        "debugfs",
+        &["-R", "cat /usr/lib/os-release", path_str(&root_file)],
+    );
+    assert!(release.contains("VERSION_ID=1.0.0") && release.contains("VARIANT_ID=sample"));
+    let init = tool_ok("debugfs", &["-R", "stat /sbin/init", path_str(&root_file)]);
+    assert!(init.contains("Mode:  0755"), "{init}");
+}
