@@ -31,6 +31,7 @@ pub enum PartitionPlan {
 #[serde(rename_all = "kebab-case")]
 pub enum Banks {
     /// Banks A and B (image feature `in-place-updates`, the default).
+    #[serde(rename = "ab")]
     AB,
     /// Bank A only, each of its partitions doubled (`in-place-updates = false`).
     Single,

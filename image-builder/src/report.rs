@@ -126,3 +126,126 @@ impl BuildReport {
         output_dir.join(REPORT_FILE)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Artifact, ArtifactKind, BuildReport, FilesystemReport};
+    use crate::layout::{Layout, LayoutSettings};
+    use crate::settings::{Arch, RootFs};
+    use crate::verity::VerityInfo;
+
+    fn filesystem(partition: &str) -> FilesystemReport {
+        FilesystemReport {
+            kind: RootFs::Ext4,
+            uuid: "u".into(),
+            size_bytes: 1,
+            partition: partition.into(),
+            partition_bytes: 2,
+        }
+    }
+
+    /// The JSON shape `--json` prints (what pubsys and scripts read): a snapshot of the keys.
+    #[test]
+    fn json_shape() {
+        let report = BuildReport {
+            image_name: "bottlerocket".into(),
+            variant: "v".into(),
+            arch: Arch::X86_64,
+            version: "1.0.0".into(),
+            build_id: "b".into(),
+            filename_prefix: "bottlerocket-v-x86_64-1.0.0-b".into(),
+            output_dir: "/out/1.0.0-b".into(),
+            source_date_epoch: Some(1),
+            layout: Layout::compute(LayoutSettings::default()).unwrap(),
+            root_fs: filesystem("BOTTLEROCKET-ROOT-A"),
+            boot_fs: filesystem("BOTTLEROCKET-BOOT-A"),
+            verity: VerityInfo {
+                root_hash: "r".into(),
+                salt: "s".into(),
+                uuid: "u".into(),
+                data_blocks: 1,
+                data_block_size: 4096,
+                hash_block_size: 4096,
+                hash_algorithm: "sha256",
+                hash_tree_bytes: 8192,
+            },
+            kernel_command_line: "ro".into(),
+            artifacts: vec![Artifact {
+                kind: ArtifactKind::Hash,
+                file_name: "f".into(),
+                size: 1,
+                sha256: "h".into(),
+                uncompressed_size: 2,
+                links: vec!["l".into()],
+            }],
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        let keys =
+            |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(
+            keys(&json),
+            [
+                "image_name",
+                "variant",
+                "arch",
+                "version",
+                "build_id",
+                "filename_prefix",
+                "output_dir",
+                "source_date_epoch",
+                "layout",
+                "root_fs",
+                "boot_fs",
+                "verity",
+                "kernel_command_line",
+                "artifacts"
+            ]
+        );
+        assert_eq!(json["arch"], "x86_64");
+        assert_eq!(json["root_fs"]["kind"], "ext4");
+        assert_eq!(json["layout"]["settings"]["partition_plan"], "split");
+        assert_eq!(json["layout"]["settings"]["banks"], "ab");
+        let partition = &json["layout"]["os_disk"]["partitions"][2];
+        assert_eq!(
+            keys(partition),
+            [
+                "number",
+                "name",
+                "role",
+                "type_guid",
+                "bank",
+                "start_mib",
+                "size_mib"
+            ]
+        );
+        assert_eq!(partition["role"], "boot");
+        assert_eq!(
+            partition["type_guid"],
+            "6b636168-7420-6568-2070-6c616e657421"
+        );
+        assert_eq!(partition["bank"], "A");
+        assert_eq!(
+            json["artifacts"][0],
+            serde_json::json!({"kind": "hash", "file_name": "f", "size": 1, "sha256": "h",
+                "uncompressed_size": 2, "links": ["l"]})
+        );
+        assert_eq!(
+            keys(&json["verity"]),
+            [
+                "root_hash",
+                "salt",
+                "uuid",
+                "data_blocks",
+                "data_block_size",
+                "hash_block_size",
+                "hash_algorithm",
+                "hash_tree_bytes"
+            ]
+        );
+        assert_eq!(
+            report.artifact_path(ArtifactKind::Hash).unwrap().to_str(),
+            Some("/out/1.0.0-b/f")
+        );
+        assert!(report.artifact(ArtifactKind::Boot).is_none());
+    }
+}

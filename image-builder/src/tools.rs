@@ -60,7 +60,7 @@ pub fn describe(command: &Command) -> String {
         .join(" ")
 }
 
-/// Check that the image file at `path` exists (a tool "succeeded" without writing it otherwise).
+/// The size of the file at `path` (an error if a tool "succeeded" without writing it).
 pub fn file_len(path: &Path) -> Result<u64> {
     Ok(std::fs::metadata(path)
         .context(error::ReadFileSnafu { path })?
