@@ -42,8 +42,22 @@ pub struct Written {
     pub sha256: String,
 }
 
-/// Compress one chunk to a complete frame and return (header, blocks).
-fn compress_chunk(input: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
+/// One chunk compressed to a complete frame: header, blocks, end mark.
+#[derive(Clone)]
+struct ChunkFrame(Vec<u8>);
+
+impl ChunkFrame {
+    fn header(&self) -> &[u8] {
+        &self.0[..HEADER]
+    }
+
+    fn blocks(&self) -> &[u8] {
+        &self.0[HEADER..self.0.len() - END_MARK.len()]
+    }
+}
+
+/// Compress one chunk to a complete frame.
+fn compress_chunk(input: &[u8], path: &Path) -> Result<ChunkFrame> {
     let mut builder = EncoderBuilder::new();
     builder
         .level(LEVEL)
@@ -65,9 +79,7 @@ fn compress_chunk(input: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
             && frame[frame.len() - 4..] == END_MARK,
         error::UnexpectedFrameSnafu { path }
     );
-    let header = frame[..HEADER].to_vec();
-    let blocks = frame[HEADER..frame.len() - END_MARK.len()].to_vec();
-    Ok((header, blocks))
+    Ok(ChunkFrame(frame))
 }
 
 /// Counts and hashes what goes through it.
@@ -117,8 +129,7 @@ pub fn compress_file(
         None
     };
     std::thread::scope(|scope| -> Result<()> {
-        let (sender, receiver) =
-            mpsc::sync_channel::<(usize, Result<(Vec<u8>, Vec<u8>)>)>(threads * 2);
+        let (sender, receiver) = mpsc::sync_channel::<(usize, Result<ChunkFrame>)>(threads * 2);
         for _ in 0..threads {
             let sender = sender.clone();
             let (source, next, zero_chunk) = (&source, &next, &zero_chunk);
@@ -156,21 +167,21 @@ pub fn compress_file(
         let mut header: Option<Vec<u8>> = None;
         for (index, result) in receiver.iter() {
             pending.insert(index, result?);
-            while let Some((chunk_header, blocks)) = pending.remove(&expected) {
+            while let Some(frame) = pending.remove(&expected) {
                 match &header {
                     None => {
-                        out.put(&chunk_header)
+                        out.put(frame.header())
                             .context(error::WriteFileSnafu { path: output })?;
-                        header = Some(chunk_header);
+                        header = Some(frame.header().to_vec());
                     }
                     Some(first) => {
                         ensure!(
-                            *first == chunk_header,
+                            first == frame.header(),
                             error::UnexpectedFrameSnafu { path: input }
                         );
                     }
                 }
-                out.put(&blocks)
+                out.put(frame.blocks())
                     .context(error::WriteFileSnafu { path: output })?;
                 expected += 1;
             }
