@@ -111,6 +111,7 @@ pub async fn create_role(
         &SystemRandom::new(),
     )
     .await
+    .map_err(Box::new)
     .context(error::SignRoleSnafu { role: name })?;
     crate::fsutil::write_atomic(&path, signed.buffer())?;
     Ok(CreateRoleReport {
@@ -273,6 +274,7 @@ pub async fn add_role(ctx: &DelegationContext, new: &NewDelegation) -> Result<Re
                 &SystemRandom::new(),
             )
             .await
+            .map_err(Box::new)
             .context(error::SignRoleSnafu {
                 role: new.name.clone(),
             })?;
@@ -330,7 +332,7 @@ pub async fn remove_key(
     ensure!(
         delegations.keys.contains_key(keyid),
         error::KeyNotInRootSnafu {
-            keyid: hex::encode(&keyid)
+            keyid: hex::encode(keyid)
         }
     );
     match role {

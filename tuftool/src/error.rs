@@ -284,7 +284,7 @@ pub enum Error {
         /// Metadata URL.
         url: String,
         /// Cause.
-        source: tough::error::Error,
+        source: Box<tough::error::Error>,
     },
     /// Fetching a file failed.
     #[snafu(display("cannot fetch {url}"))]
@@ -332,7 +332,7 @@ pub enum Error {
         /// Role.
         role: String,
         /// Cause.
-        source: tough::error::Error,
+        source: Box<tough::error::Error>,
     },
     /// A role does not exist.
     #[snafu(display("no role named {role} in this repository"))]

@@ -97,7 +97,7 @@ impl Outcome {
                 .map(|k| format!("Added key: {k}"))
                 .collect::<Vec<_>>()
                 .join("\n"),
-            Outcome::GenKey(r) => format!("{}", r.keyid),
+            Outcome::GenKey(r) => r.keyid.clone(),
             Outcome::RootSigned(r) => {
                 let mut s = format!(
                     "Signed by {}; {}/{} root signatures",

@@ -186,6 +186,7 @@ pub async fn load_repo(location: &RepoLocation) -> Result<Repository> {
     .expiration_enforcement(enforcement)
     .load()
     .await
+    .map_err(Box::new)
     .context(error::LoadRepoSnafu {
         url: location.metadata_url.to_string(),
     })
@@ -247,6 +248,19 @@ pub struct RoleSchedule {
     pub version: Option<NonZeroU64>,
     /// Expiry (whole seconds). Required for every role that is signed.
     pub expires: Option<jiff::Timestamp>,
+}
+
+impl RoleSchedule {
+    /// The version (see [`next_version`]) and the expiry (required) to sign `role` with.
+    pub fn resolve(
+        &self,
+        role: &str,
+        current: Option<NonZeroU64>,
+    ) -> Result<(NonZeroU64, jiff::Timestamp)> {
+        let version = next_version(role, current, self.version)?;
+        let expires = self.expires.context(error::MissingExpirySnafu { role })?;
+        Ok((version, expires))
+    }
 }
 
 /// Versions and expiries for the roles a command signs.
@@ -476,15 +490,9 @@ pub(crate) async fn sign_tree(
         let (holder, _, _) = tree.holder(name)?;
         let current = tree.role(name)?.signed.version;
         let has_current = tree.snapshot.is_some() || name != "targets";
-        let version = next_version(
-            name,
-            has_current.then_some(current),
-            schedule.targets.version,
-        )?;
-        let expires = schedule
+        let (version, expires) = schedule
             .targets
-            .expires
-            .context(error::MissingExpirySnafu { role: name.clone() })?;
+            .resolve(name, has_current.then_some(current))?;
         let role = tree.role_mut(name)?;
         role.signed.version = version;
         role.signed.expires = expires;
@@ -492,6 +500,7 @@ pub(crate) async fn sign_tree(
         let (buffer, sha256, signed) = if name == "targets" {
             let s = tough::editor::signed::SignedRole::new(content, &holder, &boxed, &rng)
                 .await
+                .map_err(Box::new)
                 .context(error::SignRoleSnafu { role: name.clone() })?;
             (s.buffer().clone(), s.sha256().to_vec(), s.signed().clone())
         } else {
@@ -501,6 +510,7 @@ pub(crate) async fn sign_tree(
             };
             let s = tough::editor::signed::SignedRole::new(content, &holder, &boxed, &rng)
                 .await
+                .map_err(Box::new)
                 .context(error::SignRoleSnafu { role: name.clone() })?;
             (
                 s.buffer().clone(),
@@ -535,15 +545,9 @@ pub(crate) async fn sign_tree(
     // Snapshot.
     let snapshot_meta = if resign_snapshot {
         let previous = tree.snapshot.as_ref();
-        let version = next_version(
-            "snapshot",
-            previous.map(|s| s.signed.version),
-            schedule.snapshot.version,
-        )?;
-        let expires = schedule
+        let (version, expires) = schedule
             .snapshot
-            .expires
-            .context(error::MissingExpirySnafu { role: "snapshot" })?;
+            .resolve("snapshot", previous.map(|s| s.signed.version))?;
         let mut snapshot = Snapshot::new(SPEC_VERSION.to_owned(), version, expires);
         if let Some(prev) = previous {
             snapshot.meta = prev.signed.meta.clone();
@@ -566,6 +570,7 @@ pub(crate) async fn sign_tree(
         let holder = KeyHolder::Root(tree.root.signed.clone());
         let s = tough::editor::signed::SignedRole::new(snapshot, &holder, &boxed, &rng)
             .await
+            .map_err(Box::new)
             .context(error::SignRoleSnafu { role: "snapshot" })?;
         let name = if consistent {
             format!("{version}.snapshot.json")
@@ -590,15 +595,9 @@ pub(crate) async fn sign_tree(
 
     // Timestamp.
     let previous = tree.timestamp.as_ref();
-    let version = next_version(
-        "timestamp",
-        previous.map(|t| t.signed.version),
-        schedule.timestamp.version,
-    )?;
-    let expires = schedule
+    let (version, expires) = schedule
         .timestamp
-        .expires
-        .context(error::MissingExpirySnafu { role: "timestamp" })?;
+        .resolve("timestamp", previous.map(|t| t.signed.version))?;
     let mut timestamp = Timestamp::new(SPEC_VERSION.to_owned(), version, expires);
     if let Some(prev) = previous {
         timestamp._extra = prev.signed._extra.clone();
@@ -609,6 +608,7 @@ pub(crate) async fn sign_tree(
     let holder = KeyHolder::Root(tree.root.signed.clone());
     let s = tough::editor::signed::SignedRole::new(timestamp, &holder, &boxed, &rng)
         .await
+        .map_err(Box::new)
         .context(error::SignRoleSnafu { role: "timestamp" })?;
     staged
         .files
@@ -979,10 +979,65 @@ impl ValidatePaths for Targets {
     }
 }
 
+/// Whether `role` may sign `name`. Path patterns follow the TUF spec (and python-tuf): the
+/// pattern and the name have the same number of `/`-separated segments and each segment
+/// matches, where `*` and `?` never match `/`. tough's globs let `*` match `/`, which would let
+/// tuftool publish targets that spec clients never find, so the stricter rule is used here.
 fn role_matches(role: &tough::schema::DelegatedRole, name: &TargetName) -> bool {
-    let mut d = tough::schema::Delegations::new();
-    let mut r = role.clone();
-    r.targets = None;
-    d.roles.push(r);
-    d.target_is_delegated(name)
+    match &role.paths {
+        tough::schema::PathSet::Paths(patterns) => patterns
+            .iter()
+            .any(|p| spec_path_match(p.value(), name.resolved())),
+        tough::schema::PathSet::PathHashPrefixes(_) => {
+            let mut d = tough::schema::Delegations::new();
+            let mut r = role.clone();
+            r.targets = None;
+            d.roles.push(r);
+            d.target_is_delegated(name)
+        }
+    }
+}
+
+/// The spec's path-pattern match: equal segment counts, each segment matched with `*` (any
+/// run of characters) and `?` (one character).
+pub fn spec_path_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<&str> = pattern.split('/').collect();
+    let n: Vec<&str> = name.split('/').collect();
+    p.len() == n.len()
+        && p.iter()
+            .zip(&n)
+            .all(|(p, n)| segment_match(p.as_bytes(), n.as_bytes()))
+}
+
+fn segment_match(p: &[u8], n: &[u8]) -> bool {
+    match (p.first(), n.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            segment_match(&p[1..], n) || (!n.is_empty() && segment_match(p, &n[1..]))
+        }
+        (Some(b'?'), Some(_)) => segment_match(&p[1..], &n[1..]),
+        (Some(a), Some(b)) if a == b => segment_match(&p[1..], &n[1..]),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{encode_role_filename, spec_path_match};
+
+    #[test]
+    fn path_patterns_follow_the_spec() {
+        assert!(spec_path_match("delegated/*", "delegated/d.txt"));
+        assert!(!spec_path_match("delegated/*", "delegated/deep/d.txt"));
+        assert!(spec_path_match("delegated/*/*", "delegated/deep/d.txt"));
+        assert!(spec_path_match("*.tar.?z", "x.tar.gz"));
+        assert!(!spec_path_match("*.txt", "dir/a.txt"));
+        assert!(spec_path_match("*", "a"));
+    }
+
+    #[test]
+    fn role_file_names_are_percent_encoded() {
+        assert_eq!(encode_role_filename("../../x"), "..%2F..%2Fx");
+        assert_eq!(encode_role_filename("a b~c_d-e.f"), "a%20b~c_d-e.f");
+    }
 }

@@ -209,7 +209,7 @@ pub fn remove_key(
         ensure!(
             root.keys.contains_key(keyid),
             error::KeyNotInRootSnafu {
-                keyid: hex::encode(&keyid)
+                keyid: hex::encode(keyid)
             }
         );
         match role {
@@ -218,14 +218,14 @@ pub fn remove_key(
                     root.roles
                         .get_mut(&role.role_type())
                         .context(error::KeyNotInRootSnafu {
-                            keyid: hex::encode(&keyid),
+                            keyid: hex::encode(keyid),
                         })?;
                 let before = entry.keyids.len();
                 entry.keyids.retain(|k| k != keyid);
                 ensure!(
                     entry.keyids.len() < before,
                     error::KeyNotInRootSnafu {
-                        keyid: hex::encode(&keyid)
+                        keyid: hex::encode(keyid)
                     }
                 );
             }
@@ -392,7 +392,7 @@ pub async fn sign_root(
             keyid: keyid.clone(),
             sig: sig.into(),
         });
-        signed_by.push(hex::encode(&keyid));
+        signed_by.push(hex::encode(keyid));
     }
 
     let mut problems = Vec::new();
@@ -484,9 +484,15 @@ mod tests {
             path: dir.path().join("k2"),
         };
         let g2 = gen_key(KeyType::EcdsaP256, &k2).await.unwrap();
-        assert!(sign_root(&root1, &[k2.clone()], None, false).await.is_err());
+        assert!(
+            sign_root(&root1, std::slice::from_ref(&k2), None, false)
+                .await
+                .is_err()
+        );
         assert_eq!(std::fs::read(&root1).unwrap(), before);
-        let report = sign_root(&root1, &[k1.clone()], None, false).await.unwrap();
+        let report = sign_root(&root1, std::slice::from_ref(&k1), None, false)
+            .await
+            .unwrap();
         assert_eq!(report.signatures, 1);
 
         // Rotation: root 2 with k2 only, signed by k2 and cross-signed by k1.
@@ -497,7 +503,7 @@ mod tests {
         remove_key(&root2, &g1.keyid, Some(TopRole::Root)).unwrap();
         set_threshold(&root2, TopRole::Root, NonZeroU64::MIN).unwrap();
         assert!(
-            sign_root(&root2, &[k2.clone()], Some(&root1), false)
+            sign_root(&root2, std::slice::from_ref(&k2), Some(&root1), false)
                 .await
                 .is_err()
         );

@@ -3,11 +3,11 @@
 
 mod common;
 
-use common::{Keys, fails, ok, refs, s, snapshot_tree, write};
+use common::{Keys, fails, ok, refs, s, snapshot_tree, strings, write};
 use std::path::Path;
 
 fn create(keys: &Keys, input: &Path, repo: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
+    let mut args = strings(&[
         "create",
         "-r",
         s(&keys.root),
@@ -17,10 +17,7 @@ fn create(keys: &Keys, input: &Path, repo: &Path, extra: &[&str]) -> Vec<String>
         s(repo),
         "--expires",
         "in 2 weeks",
-    ]
-    .iter()
-    .map(|x| (*x).to_owned())
-    .collect();
+    ]);
     args.extend(keys.online());
     args.extend(extra.iter().map(|x| (*x).to_owned()));
     args
@@ -131,7 +128,7 @@ fn update_failures_leave_the_repository_unchanged() {
     let meta = f.repo.join("metadata");
     let before = snapshot_tree(&f.repo);
     let base = |extra: &[&str], keys: &[String]| -> Vec<String> {
-        let mut v: Vec<String> = [
+        let mut v = strings(&[
             "update",
             "-r",
             s(&f.keys.root),
@@ -141,10 +138,7 @@ fn update_failures_leave_the_repository_unchanged() {
             s(&f.repo),
             "--expires",
             "in 1 week",
-        ]
-        .iter()
-        .map(|x| (*x).to_owned())
-        .collect();
+        ]);
         v.extend(keys.iter().cloned());
         v.extend(extra.iter().map(|x| (*x).to_owned()));
         v
@@ -272,7 +266,7 @@ fn download_failures_leave_no_output() {
     let targets = f.repo.join("targets");
     let dl = f.keys.dir.join("dl");
     let base = |extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = [
+        let mut v = strings(&[
             "download",
             s(&dl),
             "-r",
@@ -281,10 +275,7 @@ fn download_failures_leave_no_output() {
             s(&meta),
             "-t",
             s(&targets),
-        ]
-        .iter()
-        .map(|x| (*x).to_owned())
-        .collect();
+        ]);
         v.extend(extra.iter().map(|x| (*x).to_owned()));
         v
     };
@@ -351,7 +342,7 @@ fn delegated_targets_must_stay_inside_their_paths() {
     let meta = f.repo.join("metadata");
     let role_key = f.keys.dir.join("role.der");
     ok(&["gen-key", s(&role_key)]);
-    let mut add: Vec<String> = [
+    let mut add = strings(&[
         "delegation",
         "--signing-role",
         "targets",
@@ -372,10 +363,7 @@ fn delegated_targets_must_stay_inside_their_paths() {
         "in 1 week",
         "-k",
         s(&role_key),
-    ]
-    .iter()
-    .map(|x| (*x).to_owned())
-    .collect();
+    ]);
     add.extend(f.keys.online());
     ok(&refs(&add));
     let before = snapshot_tree(&f.repo);

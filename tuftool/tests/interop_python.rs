@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{Keys, ok, refs, s, venv_python, write};
+use common::{Keys, ok, refs, s, strings, venv_python, write};
 use std::path::Path;
 use std::process::Command;
 
@@ -87,7 +87,7 @@ fn python_tuf_follows_a_tuftool_repository_through_every_version() {
     assert_eq!(versions(&report), (1, 1, 1, 1));
 
     let update = |extra: &[&str], key_args: &[String]| {
-        let mut args: Vec<String> = [
+        let mut args = strings(&[
             "update",
             "-r",
             s(&keys.root),
@@ -97,10 +97,7 @@ fn python_tuf_follows_a_tuftool_repository_through_every_version() {
             s(&repo),
             "--expires",
             "in 2 weeks",
-        ]
-        .iter()
-        .map(|x| (*x).to_owned())
-        .collect();
+        ]);
         args.extend(key_args.iter().cloned());
         args.extend(extra.iter().map(|x| (*x).to_owned()));
         ok(&refs(&args));
@@ -132,7 +129,7 @@ fn python_tuf_follows_a_tuftool_repository_through_every_version() {
     // v3: delegate "delegated/*" to a new role whose key tuftool generates.
     let role_key = keys.dir.join("people.der");
     ok(&["gen-key", s(&role_key), "--type", "ed25519"]);
-    let mut args: Vec<String> = [
+    let mut args = strings(&[
         "delegation",
         "--signing-role",
         "targets",
@@ -142,7 +139,7 @@ fn python_tuf_follows_a_tuftool_repository_through_every_version() {
         "--delegated-key",
         s(&role_key),
         "-p",
-        "delegated/*",
+        "delegated/*/*",
         "-r",
         s(&keys.root),
         "-m",
@@ -153,10 +150,7 @@ fn python_tuf_follows_a_tuftool_repository_through_every_version() {
         "in 2 weeks",
         "-k",
         s(&role_key),
-    ]
-    .iter()
-    .map(|x| (*x).to_owned())
-    .collect();
+    ]);
     args.extend(keys.online());
     ok(&refs(&args));
     let report = ngclient(&repo, &client, &keys.root, &input2, &["dir/new.txt"]);
@@ -166,7 +160,7 @@ fn python_tuf_follows_a_tuftool_repository_through_every_version() {
     // snapshot and timestamp keys (no targets key).
     let input3 = t.join("input3");
     write(&input3.join("delegated/deep/d.txt"), b"delegated content\n");
-    let mut args: Vec<String> = [
+    let mut args = strings(&[
         "delegation",
         "--signing-role",
         "people",
@@ -187,10 +181,7 @@ fn python_tuf_follows_a_tuftool_repository_through_every_version() {
         s(&keys.snapshot_key),
         "-k",
         s(&keys.timestamp_key),
-    ]
-    .iter()
-    .map(|x| (*x).to_owned())
-    .collect();
+    ]);
     args.push("--link-mode".into());
     args.push("hardlink".into());
     ok(&refs(&args));

@@ -11,7 +11,7 @@ use url::Url;
 /// `-k/--key`, repeatable.
 #[derive(Debug, Clone, Args)]
 pub struct KeyArgs {
-    /// Signing key: a file (PEM or DER), aws-ssm://[PROFILE]/NAME or aws-kms://[PROFILE]/ID;
+    /// Signing key: a file (PEM or DER), aws-ssm://PROFILE/NAME or aws-kms://PROFILE/ID (PROFILE may be empty);
     /// repeat for several keys
     #[arg(short = 'k', long = "key", value_name = "KEY", required = true)]
     pub keys: Vec<KeySource>,
@@ -113,4 +113,69 @@ pub struct PlaceArgs {
 
 fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+}
+
+/// An existing repository, the keys to sign with, the output folder and the schedule: the
+/// inputs of every command that publishes a new version of a repository.
+#[derive(Debug, Clone, Args)]
+pub struct RepoArgs {
+    /// Arguments of this group.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Arguments of this group.
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Output folder (usually the repository itself)
+    #[arg(short = 'o', long = "outdir", value_name = "DIR")]
+    pub outdir: PathBuf,
+    /// Arguments of this group.
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+    /// Arguments of this group.
+    #[command(flatten)]
+    pub expired: ExpiredArgs,
+}
+
+impl RepoArgs {
+    /// Where the repository is.
+    pub fn location(&self) -> RepoLocation {
+        self.load.location(None, self.expired.allow_expired_repo)
+    }
+
+    /// Options for publishing `add_targets` placed by `place`.
+    pub fn publish_options(
+        &self,
+        add_targets: &[PathBuf],
+        place: &PlaceArgs,
+        now: jiff::Timestamp,
+    ) -> Result<crate::repo::PublishOptions> {
+        publish_options(
+            &self.keys,
+            add_targets,
+            place,
+            &self.schedule,
+            &self.outdir,
+            now,
+        )
+    }
+}
+
+/// Options for publishing targets.
+pub fn publish_options(
+    keys: &KeyArgs,
+    add_targets: &[PathBuf],
+    place: &PlaceArgs,
+    schedule: &ScheduleArgs,
+    outdir: &std::path::Path,
+    now: jiff::Timestamp,
+) -> Result<crate::repo::PublishOptions> {
+    Ok(crate::repo::PublishOptions {
+        keys: keys.keys.clone(),
+        add_targets: add_targets.to_vec(),
+        follow_links: place.follow,
+        link_mode: place.link_mode,
+        jobs: place.jobs,
+        schedule: schedule.schedule(now)?,
+        outdir: outdir.to_path_buf(),
+    })
 }

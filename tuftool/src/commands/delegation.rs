@@ -1,5 +1,5 @@
 //! `tuftool delegation --signing-role ROLE …`.
-use super::common::{ExpiredArgs, KeyArgs, LoadArgs, ScheduleArgs, parse_url};
+use super::common::{KeyArgs, RepoArgs, parse_url};
 use crate::Outcome;
 use crate::delegation::{self, DelegatedPaths, DelegationContext, NewDelegation};
 use crate::error::Result;
@@ -21,26 +21,6 @@ pub struct DelegationArgs {
     /// Arguments of this group.
     #[command(subcommand)]
     pub command: DelegationCommand,
-}
-
-/// Repository inputs of the delegation commands that publish.
-#[derive(Debug, Args)]
-pub struct RepoArgs {
-    /// Arguments of this group.
-    #[command(flatten)]
-    pub load: LoadArgs,
-    /// Arguments of this group.
-    #[command(flatten)]
-    pub keys: KeyArgs,
-    /// Output folder (usually the repository itself)
-    #[arg(short = 'o', long = "outdir", value_name = "DIR")]
-    pub outdir: PathBuf,
-    /// Arguments of this group.
-    #[command(flatten)]
-    pub schedule: ScheduleArgs,
-    /// Arguments of this group.
-    #[command(flatten)]
-    pub expired: ExpiredArgs,
 }
 
 /// Delegation subcommands.
@@ -147,7 +127,7 @@ pub enum DelegationCommand {
 
 fn context(signing_role: &str, repo: &RepoArgs, now: jiff::Timestamp) -> Result<DelegationContext> {
     Ok(DelegationContext {
-        location: repo.load.location(None, repo.expired.allow_expired_repo),
+        location: repo.location(),
         signing_role: signing_role.to_owned(),
         keys: repo.keys.keys.clone(),
         schedule: repo.schedule.schedule(now)?,
@@ -210,22 +190,13 @@ pub async fn run(a: &DelegationArgs, now: jiff::Timestamp) -> Result<Outcome> {
             place,
             repo,
         } => {
-            let options = crate::repo::PublishOptions {
-                keys: repo.keys.keys.clone(),
-                add_targets: add_targets.clone(),
-                follow_links: place.follow,
-                link_mode: place.link_mode,
-                jobs: place.jobs,
-                schedule: repo.schedule.schedule(now)?,
-                outdir: repo.outdir.clone(),
-            };
+            let options = repo.publish_options(add_targets, place, now)?;
             let update = crate::repo::UpdateOptions {
                 replace_targets: *replace_targets,
                 role: Some(role.to_owned()),
                 ..Default::default()
             };
-            let location = repo.load.location(None, repo.expired.allow_expired_repo);
-            Outcome::Repo(crate::repo::update_repo(&location, &options, &update, now).await?)
+            Outcome::Repo(crate::repo::update_repo(&repo.location(), &options, &update, now).await?)
         }
         DelegationCommand::AddKey {
             delegated_role,

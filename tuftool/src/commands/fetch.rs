@@ -1,5 +1,5 @@
 //! `tuftool download`, `clone` and `transfer-metadata`.
-use super::common::{ExpiredArgs, KeyArgs, LoadArgs, ScheduleArgs, parse_url};
+use super::common::{LoadArgs, RepoArgs, parse_url};
 use crate::Outcome;
 use crate::error::Result;
 use crate::fetch::{self, TransferOptions};
@@ -10,7 +10,7 @@ use url::Url;
 /// `download`.
 #[derive(Debug, Args)]
 pub struct DownloadArgs {
-    /// Output folder (must not exist); each target is written at OUTDIR/<name>
+    /// Output folder (must not exist); each target is written at OUTDIR/NAME
     pub outdir: PathBuf,
     /// Arguments of this group.
     #[command(flatten)]
@@ -48,22 +48,10 @@ pub struct CloneArgs {
 pub struct TransferArgs {
     /// Arguments of this group.
     #[command(flatten)]
-    pub load: LoadArgs,
+    pub repo: RepoArgs,
     /// Signed root of the new repository
     #[arg(long = "new-root", value_name = "PATH")]
     pub new_root: PathBuf,
-    /// Arguments of this group.
-    #[command(flatten)]
-    pub keys: KeyArgs,
-    /// Output folder of the new repository
-    #[arg(short = 'o', long = "outdir", value_name = "DIR")]
-    pub outdir: PathBuf,
-    /// Arguments of this group.
-    #[command(flatten)]
-    pub schedule: ScheduleArgs,
-    /// Arguments of this group.
-    #[command(flatten)]
-    pub expired: ExpiredArgs,
 }
 
 /// Run `download`.
@@ -90,14 +78,13 @@ pub async fn clone(a: &CloneArgs) -> Result<Outcome> {
 
 /// Run `transfer-metadata`.
 pub async fn transfer(a: &TransferArgs, now: jiff::Timestamp) -> Result<Outcome> {
-    let location = a.load.location(None, a.expired.allow_expired_repo);
     let options = TransferOptions {
         new_root: a.new_root.clone(),
-        keys: a.keys.keys.clone(),
-        schedule: a.schedule.schedule(now)?,
-        outdir: a.outdir.clone(),
+        keys: a.repo.keys.keys.clone(),
+        schedule: a.repo.schedule.schedule(now)?,
+        outdir: a.repo.outdir.clone(),
     };
     Ok(Outcome::Repo(
-        fetch::transfer_metadata(&location, &options, now).await?,
+        fetch::transfer_metadata(&a.repo.location(), &options, now).await?,
     ))
 }

@@ -7,7 +7,7 @@ use clap::Args;
 /// `gen-key`.
 #[derive(Debug, Args)]
 pub struct GenKeyArgs {
-    /// Where to store the private key: a new file (mode 0600), or aws-ssm://[PROFILE]/NAME
+    /// Where to store the private key: a new file (mode 0600), or aws-ssm://PROFILE/NAME (PROFILE may be empty)
     pub key: KeySource,
     /// Key type
     #[arg(long = "type", value_enum, default_value_t = KeyType::Ed25519)]

@@ -1,8 +1,8 @@
 //! `tuftool create`, `update` and `refresh`.
-use super::common::{ExpiredArgs, KeyArgs, LoadArgs, PlaceArgs, ScheduleArgs};
+use super::common::{KeyArgs, PlaceArgs, RepoArgs, ScheduleArgs, publish_options};
 use crate::Outcome;
 use crate::error::Result;
-use crate::repo::{self, PublishOptions, RefreshOptions, UpdateOptions};
+use crate::repo::{self, RefreshOptions, UpdateOptions};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -35,10 +35,7 @@ pub struct CreateArgs {
 pub struct UpdateArgs {
     /// Arguments of this group.
     #[command(flatten)]
-    pub load: LoadArgs,
-    /// Arguments of this group.
-    #[command(flatten)]
-    pub keys: KeyArgs,
+    pub repo: RepoArgs,
     /// Input folder of targets to add (repeatable)
     #[arg(short = 'a', long = "add-targets", value_name = "DIR")]
     pub add_targets: Vec<PathBuf>,
@@ -56,18 +53,9 @@ pub struct UpdateArgs {
     /// thresholds); published as N.root.json
     #[arg(long = "new-root", value_name = "PATH")]
     pub new_root: Option<PathBuf>,
-    /// Output folder (usually the repository itself)
-    #[arg(short = 'o', long = "outdir", value_name = "DIR")]
-    pub outdir: PathBuf,
-    /// Arguments of this group.
-    #[command(flatten)]
-    pub schedule: ScheduleArgs,
     /// Arguments of this group.
     #[command(flatten)]
     pub place: PlaceArgs,
-    /// Arguments of this group.
-    #[command(flatten)]
-    pub expired: ExpiredArgs,
 }
 
 /// `refresh`.
@@ -75,35 +63,22 @@ pub struct UpdateArgs {
 pub struct RefreshArgs {
     /// Arguments of this group.
     #[command(flatten)]
-    pub load: LoadArgs,
-    /// Arguments of this group.
-    #[command(flatten)]
-    pub keys: KeyArgs,
+    pub repo: RepoArgs,
     /// Re-sign snapshot too (needs the snapshot key); otherwise only timestamp
     #[arg(long)]
     pub snapshot: bool,
-    /// Output folder (usually the repository itself)
-    #[arg(short = 'o', long = "outdir", value_name = "DIR")]
-    pub outdir: PathBuf,
-    /// Arguments of this group.
-    #[command(flatten)]
-    pub schedule: ScheduleArgs,
-    /// Arguments of this group.
-    #[command(flatten)]
-    pub expired: ExpiredArgs,
 }
 
 /// Run `create`.
 pub async fn create(a: &CreateArgs, now: jiff::Timestamp) -> Result<Outcome> {
-    let options = PublishOptions {
-        keys: a.keys.keys.clone(),
-        add_targets: a.add_targets.clone(),
-        follow_links: a.place.follow,
-        link_mode: a.place.link_mode,
-        jobs: a.place.jobs,
-        schedule: a.schedule.schedule(now)?,
-        outdir: a.outdir.clone(),
-    };
+    let options = publish_options(
+        &a.keys,
+        &a.add_targets,
+        &a.place,
+        &a.schedule,
+        &a.outdir,
+        now,
+    )?;
     Ok(Outcome::Repo(
         repo::create_repo(&a.root, &options, now).await?,
     ))
@@ -111,35 +86,27 @@ pub async fn create(a: &CreateArgs, now: jiff::Timestamp) -> Result<Outcome> {
 
 /// Run `update`.
 pub async fn update(a: &UpdateArgs, now: jiff::Timestamp) -> Result<Outcome> {
-    let options = PublishOptions {
-        keys: a.keys.keys.clone(),
-        add_targets: a.add_targets.clone(),
-        follow_links: a.place.follow,
-        link_mode: a.place.link_mode,
-        jobs: a.place.jobs,
-        schedule: a.schedule.schedule(now)?,
-        outdir: a.outdir.clone(),
-    };
+    let options = a.repo.publish_options(&a.add_targets, &a.place, now)?;
     let update = UpdateOptions {
         remove_targets: a.remove_targets.clone(),
         replace_targets: a.replace_targets,
         new_root: a.new_root.clone(),
         role: a.role.clone(),
     };
-    let location = a.load.location(None, a.expired.allow_expired_repo);
     Ok(Outcome::Repo(
-        repo::update_repo(&location, &options, &update, now).await?,
+        repo::update_repo(&a.repo.location(), &options, &update, now).await?,
     ))
 }
 
 /// Run `refresh`.
 pub async fn refresh(a: &RefreshArgs, now: jiff::Timestamp) -> Result<Outcome> {
     let options = RefreshOptions {
-        keys: a.keys.keys.clone(),
+        keys: a.repo.keys.keys.clone(),
         snapshot: a.snapshot,
-        schedule: a.schedule.schedule(now)?,
-        outdir: a.outdir.clone(),
+        schedule: a.repo.schedule.schedule(now)?,
+        outdir: a.repo.outdir.clone(),
     };
-    let location = a.load.location(None, a.expired.allow_expired_repo);
-    Ok(Outcome::Repo(repo::refresh(&location, &options).await?))
+    Ok(Outcome::Repo(
+        repo::refresh(&a.repo.location(), &options).await?,
+    ))
 }

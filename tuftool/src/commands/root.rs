@@ -98,7 +98,7 @@ pub struct AddKeyArgs {
 pub struct GenKeyArgs {
     /// root.json to add the key to
     pub path: PathBuf,
-    /// Where to store the private key: a new file, or aws-ssm://[PROFILE]/NAME
+    /// Where to store the private key: a new file, or aws-ssm://PROFILE/NAME (PROFILE may be empty)
     pub key: KeySource,
     /// Key type
     #[arg(long = "type", value_enum, default_value_t = KeyType::Ed25519)]
@@ -170,7 +170,7 @@ pub async fn run(cmd: &RootCommand, now: jiff::Timestamp) -> Result<Outcome> {
             }
             for (keyid, key) in &found {
                 root::add_key(&a.path, keyid, key, &a.roles)?;
-                added.push(hex::encode(&keyid));
+                added.push(hex::encode(keyid));
             }
             Outcome::KeysAdded {
                 path: a.path.clone(),

@@ -169,3 +169,8 @@ impl Keys {
 pub fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
+
+/// Owned copies of `parts`.
+pub fn strings(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|x| (*x).to_owned()).collect()
+}

@@ -22,8 +22,11 @@ from tuf.ngclient import Updater
 
 def main() -> int:
     repo_dir, client_dir, trusted_root, expected_dir, *names = sys.argv[1:]
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=repo_dir)
-    handler.log_message = lambda *args, **kwargs: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args, **kwargs):
+            pass
+
+    handler = functools.partial(Quiet, directory=repo_dir)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -42,6 +45,7 @@ def main() -> int:
             metadata_base_url=f"{base}/metadata/",
             target_base_url=f"{base}/targets/",
             target_dir=download_dir,
+            bootstrap=None,  # trust the root.json already in metadata_dir
         )
         updater.refresh()
         downloaded = {}
