@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod conformance;
 pub mod delegation;
 pub mod error;
 pub mod expiry;

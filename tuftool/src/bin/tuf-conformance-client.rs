@@ -1,0 +1,124 @@
+//! `tuf-conformance-client`: the tuf-conformance client CLI over tuftool's conformance module
+//! (tough's client path). Options may come before or after the command. Exit 0 on success,
+//! 1 on any failure.
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use url::Url;
+
+/// TUF client for the tuf-conformance test suite (tough's client path)
+#[derive(Debug, Parser)]
+#[command(name = "tuf-conformance-client", version, help_expected = true)]
+struct Cli {
+    /// Where trusted metadata is kept
+    #[arg(long, global = true, value_name = "DIR")]
+    metadata_dir: Option<PathBuf>,
+    /// Repository metadata URL
+    #[arg(long, global = true, value_name = "URL")]
+    metadata_url: Option<Url>,
+    /// Target to download (repeatable, in order)
+    #[arg(long = "target-name", global = true, value_name = "NAME")]
+    target_names: Vec<String>,
+    /// Folder for downloaded targets
+    #[arg(long, global = true, value_name = "DIR")]
+    target_dir: Option<PathBuf>,
+    /// Targets base URL
+    #[arg(long, global = true, value_name = "URL")]
+    target_base_url: Option<Url>,
+    /// Pretend the time is this many days later (not supported by tough: non-zero fails)
+    #[arg(long, global = true, default_value_t = 0)]
+    days_in_future: i64,
+    /// Most root rotations accepted in one refresh
+    #[arg(long, global = true, default_value_t = 32)]
+    max_root_rotations: u64,
+    /// Global logging flags.
+    #[command(flatten)]
+    global: cli_support::GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Trust a root (copied into the metadata folder)
+    Init {
+        /// The trusted root.json
+        trusted_root: PathBuf,
+    },
+    /// Update the top-level metadata
+    Refresh,
+    /// Refresh, then download and verify targets
+    Download,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli_support::init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return cli_support::report_error(e),
+    };
+    match runtime.block_on(run(&cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<(), String> {
+    let dir = cli
+        .metadata_dir
+        .as_deref()
+        .ok_or("--metadata-dir is required")?;
+    let report = |e: tuftool::Error| snafu::Report::from_error(e).to_string();
+    if cli.days_in_future != 0 {
+        return Err("--days-in-future is not supported: tough reads the system clock".into());
+    }
+    match &cli.command {
+        Command::Init { trusted_root } => {
+            tuftool::conformance::init(dir, trusted_root).map_err(report)
+        }
+        Command::Refresh => {
+            let url = cli
+                .metadata_url
+                .as_ref()
+                .ok_or("--metadata-url is required")?;
+            tuftool::conformance::refresh(dir, url, None, cli.max_root_rotations)
+                .await
+                .map(|_| ())
+                .map_err(report)
+        }
+        Command::Download => {
+            let url = cli
+                .metadata_url
+                .as_ref()
+                .ok_or("--metadata-url is required")?;
+            let base = cli
+                .target_base_url
+                .as_ref()
+                .ok_or("--target-base-url is required")?;
+            let target_dir = cli
+                .target_dir
+                .as_deref()
+                .ok_or("--target-dir is required")?;
+            tuftool::conformance::download(
+                dir,
+                url,
+                base,
+                &cli.target_names,
+                target_dir,
+                cli.max_root_rotations,
+            )
+            .await
+            .map(|_| ())
+            .map_err(report)
+        }
+    }
+}
