@@ -1,17 +1,92 @@
-//! The on-host update client: find, verify, download and write an update to the inactive partitions.
+//! The on-host update client: finds an update in a TUF repository, verifies it, caches the
+//! settings migrations, writes the three partition images to the inactive A/B set and asks
+//! signpost to flip the boot flags.
 //!
-//! Skeleton: the commands arrive with issue 7. The layout is already the final one:
-//! [`cli`] holds the clap types, [`error`] the crate's error type, and [`run`] dispatches.
+//! * [`cli`]: the clap types; [`config`]: `/etc/updog.toml`, os-release, validated settings.
+//! * [`session`]: the run lock, settings, TUF repository ([`repo`], through
+//!   [`transport::UpdogTransport`]) and manifest every networked command starts from.
+//! * [`commands`]: one module per subcommand; [`commands::update`] holds the write sequence.
+//! * [`images`]: streaming a verified image through LZ4 into a partition; [`migrations`]:
+//!   the migrator's cache; [`progress`]: the progress bar and JSON events; [`lock`]: the run
+//!   lock; [`output`]: printing.
+//!
+//! The update flow and the A/B state diagram are in the crate README.
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod error;
+pub mod images;
+pub mod lock;
+pub mod migrations;
+pub mod output;
+pub mod progress;
+pub mod repo;
+pub mod session;
+pub mod transport;
 
 pub use error::{Error, Result};
 
-/// Run the command line `cli` describes.
-pub fn run(cli: &cli::Cli) -> Result<()> {
-    tracing::debug!(json = cli.global.json, "starting");
-    error::NotYetImplementedSnafu { issue: 7_u32 }.fail()
+use cli::{Cli, Command};
+use commands::explain::ExplainReport;
+use commands::update::UpdateReport;
+use jiff::Timestamp;
+use progress::Progress;
+use update_metadata::Update;
+
+/// What a command produced; [`output::print`] prints it and [`Outcome::exit_code`] maps it.
+#[derive(Debug)]
+pub enum Outcome {
+    /// `check-update`: the update this host would take, if any.
+    Check(Option<Update>),
+    /// `check-update --all`: every applicable update.
+    CheckAll(Vec<Update>),
+    /// `update` / `update-image`.
+    Updated(UpdateReport),
+    /// `update-apply` / `update-revert`: the disk's state afterwards.
+    Flipped {
+        /// `applied` or `reverted`.
+        action: &'static str,
+        /// The state after the change.
+        status: Box<signpost::Status>,
+    },
+    /// `prepare`.
+    Prepared {
+        /// The update prepared for.
+        update: Option<Update>,
+        /// The cache.
+        cache: Option<migrations::CacheReport>,
+    },
+    /// `explain`.
+    Explained(ExplainReport),
+}
+
+impl Outcome {
+    /// The process exit code: 100 when `check-update` found an update, 0 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Check(Some(_)) => cli_support::exit::UPDATE_AVAILABLE,
+            _ => cli_support::exit::SUCCESS,
+        }
+    }
+}
+
+/// Run the command `cli` describes, at `now` (the clock for wave gating).
+pub async fn run(cli: &Cli, now: Timestamp) -> Result<Outcome> {
+    let progress = Progress::for_process(cli.global.json);
+    match &cli.command {
+        Command::CheckUpdate(args) => commands::check_update::run(cli, args, now).await,
+        Command::Update(args) => {
+            commands::update::run(cli, &args.select, true, args.reboot.reboot, now, &progress).await
+        }
+        Command::UpdateImage(args) => {
+            commands::update::run(cli, args, false, false, now, &progress).await
+        }
+        Command::UpdateApply(args) => commands::apply::apply(cli, *args).await,
+        Command::UpdateRevert => commands::apply::revert(cli).await,
+        Command::Prepare(args) => commands::prepare::run(cli, args, now).await,
+        Command::Explain => commands::explain::run(cli, now).await,
+    }
 }

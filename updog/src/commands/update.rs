@@ -1,0 +1,240 @@
+//! `update` and `update-image`: the write sequence.
+//!
+//! 1. Select the update (nothing → "no update required").
+//! 2. Read the disk's table: the running and inactive sets, and the partitions' extents.
+//! 3. Cache the migrations the update needs (and a rollback from it), remove stale cache files.
+//!    A broken migration chain fails here, before any disk write.
+//! 4. Check every image whose LZ4 header declares its decompressed size against its partition.
+//! 5. **GPT write 1**: clear the inactive set's flags (priority, tries, successful = 0) and
+//!    persist them. From here on a failure leaves the inactive set unbootable and the running
+//!    set untouched.
+//! 6. Stream `root`, `boot`, `hash` from TUF through the LZ4 decoder into the inactive
+//!    partitions (bounded by the partition's end), each synced; every byte is verified (length
+//!    and SHA-256 at the end of each stream).
+//! 7. **GPT write 2** (one write): re-read the table, check the inactive set is still cleared,
+//!    mark it valid (tries = 1) and, for `update`, flip the priorities (`upgrade_to_inactive`).
+//! 8. `--reboot`: `shutdown -r now`.
+use crate::Outcome;
+use crate::cli::{Cli, SelectArgs};
+use crate::error::{self, Result};
+use crate::images::{self, ImageReport, PartitionTarget};
+use crate::migrations;
+use crate::progress::{Event, Progress};
+use crate::session::{Session, blocking, disk_source};
+use jiff::Timestamp;
+use signpost::{Access, BootFlags, DiskSource, SetId, State};
+use snafu::{ResultExt, ensure};
+use std::time::Duration;
+use update_metadata::Update;
+
+/// What `update`/`update-image` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UpdateReport {
+    /// The update written, `None` when none was required.
+    pub update: Option<Update>,
+    /// Whether the boot order was flipped (`update`), or the set only staged (`update-image`).
+    pub applied: bool,
+    /// The set written to.
+    pub set: Option<SetId>,
+    /// The images written.
+    pub images: Vec<ImageReport>,
+    /// The migrations cached.
+    pub migrations: Option<migrations::CacheReport>,
+}
+
+/// The three images in the order they are written.
+const IMAGES: [&str; 3] = ["root", "boot", "hash"];
+
+/// Run the write sequence; `flip` for `update`, not for `update-image`.
+pub async fn run(
+    cli: &Cli,
+    args: &SelectArgs,
+    flip: bool,
+    reboot_after: bool,
+    now: Timestamp,
+    progress: &Progress,
+) -> Result<Outcome> {
+    let session = Session::open(cli).await?;
+    let Some(update) = session.select(args, now) else {
+        tracing::info!("No update required");
+        return Ok(Outcome::Updated(UpdateReport {
+            update: None,
+            applied: false,
+            set: None,
+            images: Vec::new(),
+            migrations: None,
+        }));
+    };
+    tracing::info!(version = %update.version, "Starting update to {}", update.version);
+    session
+        .transport
+        .set_param("target", &update.version.to_string());
+
+    // 2. The disk: which set to write, and where its partitions are.
+    let source = disk_source(&cli.disk);
+    let timeout = cli.disk.lock_timeout;
+    let (active, targets) = {
+        let source = source.clone();
+        blocking(move || {
+            let state = State::load_with_timeout(&source, Access::Read, timeout)
+                .context(error::DiskSnafu)?;
+            let active = state.active().context(error::DiskSnafu)?;
+            let set = state.layout().set(active.other());
+            let disk = state.disk_path().to_owned();
+            let targets = [set.root, set.boot, set.hash]
+                .into_iter()
+                .map(|n| images::partition_target(&state, &disk, n))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((active, targets))
+        })
+        .await?
+    };
+    let inactive = active.other();
+    progress.event(Event::Selected {
+        version: &update.version.to_string(),
+        variant: &update.variant,
+        set: inactive.as_str(),
+    });
+    let names = [
+        update.images.root.clone(),
+        update.images.boot.clone(),
+        update.images.hash.clone(),
+    ];
+
+    // 3. Migrations.
+    progress.event(Event::Phase {
+        phase: "cache_migrations",
+    });
+    let (needed, cache) = migrations::cache_for(&session, &update.version).await?;
+    session.transport.set_param("migrations", &needed.join(","));
+
+    // 4. Declared sizes against the partitions, before any write.
+    for ((image, name), target) in IMAGES.iter().zip(&names).zip(&targets) {
+        if let Some(size) = images::declared_size(&session.repo, name).await? {
+            ensure!(
+                size <= target.capacity,
+                error::ImageTooLargeSnafu {
+                    image: *image,
+                    name: name.as_str(),
+                    number: target.number,
+                    capacity: target.capacity,
+                    size: Some(size),
+                }
+            );
+        }
+    }
+
+    // 5. GPT write 1: the inactive set becomes unbootable before its data changes.
+    progress.event(Event::Phase {
+        phase: "clear_inactive",
+    });
+    {
+        let source = source.clone();
+        blocking(move || {
+            let mut state = State::load_with_timeout(&source, Access::Write, timeout)
+                .context(error::DiskSnafu)?;
+            check_active(&state, active)?;
+            state.clear_inactive().context(error::DiskSnafu)?;
+            state.write().context(error::DiskSnafu)
+        })
+        .await?;
+    }
+
+    // 6. The images.
+    let mut reports = Vec::new();
+    for ((image, name), target) in IMAGES.iter().zip(&names).zip(&targets) {
+        reports.push(write_one(&session, image, name, target, progress).await?);
+    }
+
+    // 7. GPT write 2: valid (and flipped) in one write.
+    progress.event(Event::Phase {
+        phase: if flip { "flip" } else { "mark_valid" },
+    });
+    finish(source, timeout, active, flip).await?;
+    progress.event(Event::Phase { phase: "done" });
+    tracing::info!(version = %update.version, set = %inactive, applied = flip, "update written");
+
+    if flip && reboot_after {
+        reboot().await?;
+    }
+    Ok(Outcome::Updated(UpdateReport {
+        update: Some(update),
+        applied: flip,
+        set: Some(inactive),
+        images: reports,
+        migrations: Some(cache),
+    }))
+}
+
+async fn write_one(
+    session: &Session,
+    image: &str,
+    name: &str,
+    target: &PartitionTarget,
+    progress: &Progress,
+) -> Result<ImageReport> {
+    images::write_image(&session.repo, image, name, target, progress).await
+}
+
+/// The running set must be the one the update was planned for.
+fn check_active(state: &State, planned: SetId) -> Result<()> {
+    let active = state.active().context(error::DiskSnafu)?;
+    ensure!(
+        active == planned,
+        error::TableChangedSnafu {
+            path: state.disk_path(),
+            why: format!("the running set is now {active}, was {planned}"),
+        }
+    );
+    Ok(())
+}
+
+/// Re-read the table, check nobody touched the inactive set, mark it valid and optionally flip.
+async fn finish(source: DiskSource, timeout: Duration, active: SetId, flip: bool) -> Result<()> {
+    blocking(move || {
+        let mut state =
+            State::load_with_timeout(&source, Access::Write, timeout).context(error::DiskSnafu)?;
+        check_active(&state, active)?;
+        let flags = state.flags(active.other());
+        ensure!(
+            flags == BootFlags::default(),
+            error::TableChangedSnafu {
+                path: state.disk_path(),
+                why: format!(
+                    "set {} changed while its images were written (priority={}, tries_left={}, successful={})",
+                    active.other(),
+                    flags.priority,
+                    flags.tries_left,
+                    flags.successful
+                ),
+            }
+        );
+        state.mark_inactive_valid().context(error::DiskSnafu)?;
+        if flip {
+            state.upgrade_to_inactive().context(error::DiskSnafu)?;
+        }
+        state.write().context(error::DiskSnafu)
+    })
+    .await
+}
+
+/// Reboot the host: `shutdown -r now`, surviving the SIGTERM shutdown sends.
+pub async fn reboot() -> Result<()> {
+    // Holding a handler replaces the default action, so the shutdown's SIGTERM does not kill
+    // updog before `shutdown` returns.
+    let _sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context(error::RebootSnafu)?;
+    tracing::info!("rebooting");
+    let status = tokio::process::Command::new("shutdown")
+        .args(["-r", "now"])
+        .status()
+        .await
+        .context(error::RebootSnafu)?;
+    ensure!(
+        status.success(),
+        error::RebootFailedSnafu {
+            status: status.to_string()
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,407 @@
+//! Streaming a verified, LZ4-compressed image from TUF into a partition.
+//!
+//! The pipeline is `TUF stream (length + sha256) → channel → LZ4 frame decoder → bounded
+//! partition writer`, with constant memory. The network side runs on the async runtime; the
+//! decoding and writing run on a blocking thread. The partition writer refuses to write past
+//! the partition's end *before* writing the offending bytes. The digest is only known at the
+//! end of the stream, so an image is trusted only once the stream ended without error and the
+//! data was synced; until then the set it was written to stays unbootable (cleared flags).
+use crate::error::{self, Result};
+use crate::progress::{Event, Progress};
+use crate::repo::{open_target, read_error, target_info};
+use bytes::Bytes;
+use futures::StreamExt;
+use snafu::{OptionExt, ResultExt};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use tough::Repository;
+
+/// LZ4 frame magic number (little-endian bytes).
+const LZ4_MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
+/// Bytes of an LZ4 frame header up to and including the content size field.
+const LZ4_HEADER_WITH_SIZE: usize = 14;
+/// Decompressed bytes written per system call.
+const WRITE_BUFFER: usize = 1 << 20;
+/// Chunks buffered between the download and the decoder.
+const CHANNEL_CHUNKS: usize = 32;
+
+/// The decompressed size an LZ4 frame header declares, if it declares one.
+pub fn lz4_content_size(header: &[u8]) -> Option<u64> {
+    if header.len() < LZ4_HEADER_WITH_SIZE || header[..4] != LZ4_MAGIC {
+        return None;
+    }
+    let flags = header[4];
+    // Version 01 in bits 7-6; content-size flag in bit 3.
+    if flags >> 6 != 1 || flags & 0x08 == 0 {
+        return None;
+    }
+    let mut size = [0_u8; 8];
+    size.copy_from_slice(&header[6..14]);
+    Some(u64::from_le_bytes(size))
+}
+
+/// Where one image goes: a byte range of a file or block device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionTarget {
+    /// Partition number (for messages).
+    pub number: u32,
+    /// The file or device to open.
+    pub path: PathBuf,
+    /// Byte offset of the partition in it.
+    pub offset: u64,
+    /// Partition size in bytes.
+    pub capacity: u64,
+}
+
+/// Writes at most `capacity` bytes at `offset` of a file; refuses (without writing) anything
+/// that would go past the end.
+struct PartitionWriter {
+    file: File,
+    target: PartitionTarget,
+    written: u64,
+}
+
+impl PartitionWriter {
+    fn open(target: &PartitionTarget) -> io::Result<PartitionWriter> {
+        let file = OpenOptions::new().write(true).open(&target.path)?;
+        Ok(PartitionWriter {
+            file,
+            target: target.clone(),
+            written: 0,
+        })
+    }
+}
+
+/// The marker error of [`PartitionWriter`] for data past the partition's end.
+#[derive(Debug)]
+struct TooLarge;
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("image larger than partition")
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+impl Write for PartitionWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let end = self.written + buf.len() as u64;
+        if end > self.target.capacity {
+            return Err(io::Error::other(TooLarge));
+        }
+        self.file
+            .write_all_at(buf, self.target.offset + self.written)?;
+        self.written = end;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A blocking `Read` over the chunks the download sends.
+struct ChannelReader {
+    receiver: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.receiver.blocking_recv() {
+                Some(bytes) => self.current = bytes,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        bytes::Buf::advance(&mut self.current, n);
+        Ok(n)
+    }
+}
+
+impl ChannelReader {
+    /// Whether any byte remains (blocks until one arrives or the stream ends).
+    fn has_more(&mut self) -> bool {
+        while self.current.is_empty() {
+            match self.receiver.blocking_recv() {
+                Some(bytes) => self.current = bytes,
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Why decoding stopped.
+#[derive(Debug)]
+enum DecodeError {
+    Decode(io::Error),
+    Write(io::Error),
+    TooLarge,
+    Empty,
+}
+
+/// Decode every LZ4 frame from `reader` into `writer`; returns the decompressed length.
+fn decode_all(
+    reader: &mut ChannelReader,
+    writer: &mut PartitionWriter,
+) -> Result<u64, DecodeError> {
+    let mut buffer = vec![0_u8; WRITE_BUFFER];
+    let mut frames = 0;
+    while reader.has_more() {
+        frames += 1;
+        let mut decoder = lz4::Decoder::new(&mut *reader).map_err(DecodeError::Decode)?;
+        loop {
+            // Fill the buffer before writing, so writes are large.
+            let mut filled = 0;
+            while filled < buffer.len() {
+                let n = decoder
+                    .read(&mut buffer[filled..])
+                    .map_err(DecodeError::Decode)?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            if let Err(e) = writer.write_all(&buffer[..filled]) {
+                let too_large = e
+                    .get_ref()
+                    .is_some_and(|inner| inner.downcast_ref::<TooLarge>().is_some());
+                return Err(if too_large {
+                    DecodeError::TooLarge
+                } else {
+                    DecodeError::Write(e)
+                });
+            }
+        }
+        let (_, result) = decoder.finish();
+        result.map_err(DecodeError::Decode)?;
+    }
+    if frames == 0 {
+        return Err(DecodeError::Empty);
+    }
+    writer.file.sync_data().map_err(DecodeError::Write)?;
+    Ok(writer.written)
+}
+
+/// What writing one image did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImageReport {
+    /// `root`, `boot` or `hash`.
+    pub image: String,
+    /// TUF target name.
+    pub target: String,
+    /// Partition number.
+    pub partition: u32,
+    /// Compressed bytes downloaded and verified.
+    pub downloaded: u64,
+    /// Decompressed bytes written.
+    pub written: u64,
+}
+
+/// The decompressed size declared by the image's LZ4 header, read from the start of the
+/// target (the transfer is dropped after the header).
+pub async fn declared_size(repo: &Repository, name: &str) -> Result<Option<u64>> {
+    let mut stream = Box::pin(open_target(repo, name).await?);
+    let mut header = Vec::new();
+    while header.len() < LZ4_HEADER_WITH_SIZE {
+        match stream.next().await {
+            Some(Ok(chunk)) => header.extend_from_slice(&chunk),
+            Some(Err(source)) => return Err(read_error(name, source)),
+            None => break,
+        }
+    }
+    Ok(lz4_content_size(&header))
+}
+
+/// Download `name`, verify it, decompress it into `partition`, and sync.
+pub async fn write_image(
+    repo: &Repository,
+    image: &str,
+    name: &str,
+    partition: &PartitionTarget,
+    progress: &Progress,
+) -> Result<ImageReport> {
+    let (total, _) = target_info(repo, name)?;
+    let stream = open_target(repo, name).await?;
+    progress.event(Event::ImageStart {
+        image,
+        target: name,
+        total,
+        partition: partition.number,
+    });
+    let mut writer = PartitionWriter::open(partition).context(error::OpenPartitionSnafu {
+        path: &partition.path,
+        number: partition.number,
+    })?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+    let decoding = tokio::task::spawn_blocking(move || {
+        let mut reader = ChannelReader {
+            receiver,
+            current: Bytes::new(),
+        };
+        decode_all(&mut reader, &mut writer)
+    });
+    let mut stream = Box::pin(stream);
+    let mut downloaded = 0_u64;
+    let mut download_error = None;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => {
+                downloaded += bytes.len() as u64;
+                progress.event(Event::ImageProgress {
+                    image,
+                    downloaded,
+                    total,
+                });
+                if sender.send(bytes).await.is_err() {
+                    // The decoder stopped on an error. Read the rest, so that a verification
+                    // failure (the likely cause) is reported as such.
+                    while let Some(rest) = stream.next().await {
+                        if let Err(source) = rest {
+                            download_error = Some(source);
+                            break;
+                        }
+                    }
+                    break;
+                }
+            }
+            Err(source) => {
+                download_error = Some(source);
+                break;
+            }
+        }
+    }
+    drop(sender);
+    let decoded = decoding.await.context(error::JoinSnafu)?;
+    // A verification failure outranks whatever the decoder made of the bad bytes.
+    if let Some(source) = download_error {
+        return Err(error::Error::DownloadImage {
+            image: image.to_owned(),
+            name: name.to_owned(),
+            source: Box::new(source),
+        });
+    }
+    let written = decoded.map_err(|e| decode_error(e, image, name, partition))?;
+    progress.event(Event::ImageDone {
+        image,
+        downloaded,
+        written,
+    });
+    tracing::info!(
+        image,
+        target = name,
+        partition = partition.number,
+        downloaded,
+        written,
+        "image written and verified"
+    );
+    Ok(ImageReport {
+        image: image.to_owned(),
+        target: name.to_owned(),
+        partition: partition.number,
+        downloaded,
+        written,
+    })
+}
+
+fn decode_error(
+    e: DecodeError,
+    image: &str,
+    name: &str,
+    partition: &PartitionTarget,
+) -> error::Error {
+    match e {
+        DecodeError::TooLarge => error::ImageTooLargeSnafu {
+            image,
+            name,
+            number: partition.number,
+            capacity: partition.capacity,
+            size: None::<u64>,
+        }
+        .build(),
+        DecodeError::Empty => error::EmptyImageSnafu { image, name }.build(),
+        DecodeError::Decode(source) => error::Error::DecodeImage {
+            image: image.to_owned(),
+            name: name.to_owned(),
+            source,
+        },
+        DecodeError::Write(source) => error::Error::WritePartition {
+            path: partition.path.clone(),
+            number: partition.number,
+            source,
+        },
+    }
+}
+
+/// Where partition `number` of `disk` is: its own device node on a block device, a byte range
+/// of the image file otherwise.
+pub fn partition_target(
+    state: &signpost::State,
+    disk: &Path,
+    number: u32,
+) -> Result<PartitionTarget> {
+    let table = state.table();
+    let entry = usize::try_from(number)
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .and_then(|index| table.entries().get(index))
+        .context(error::PartitionMissingSnafu { number })?;
+    let sector = table.sector_size();
+    let sectors = (entry.ending_lba + 1).saturating_sub(entry.starting_lba);
+    let capacity = sectors * sector;
+    let block_device = state.status().block_device;
+    Ok(if block_device {
+        PartitionTarget {
+            number,
+            path: signpost::host::partition_node(disk, number),
+            offset: 0,
+            capacity,
+        }
+    } else {
+        PartitionTarget {
+            number,
+            path: disk.to_owned(),
+            offset: entry.starting_lba * sector,
+            capacity,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lz4_content_size;
+    use std::io::Write;
+
+    fn compress(data: &[u8], content_size: Option<u64>) -> Vec<u8> {
+        let mut builder = lz4::EncoderBuilder::new();
+        if let Some(size) = content_size {
+            builder.content_size(size);
+        }
+        let mut encoder = builder.build(Vec::new()).unwrap();
+        encoder.write_all(data).unwrap();
+        let (out, result) = encoder.finish();
+        result.unwrap();
+        out
+    }
+
+    #[test]
+    fn content_size_is_read_when_declared() {
+        let data = vec![7_u8; 10_000];
+        assert_eq!(
+            lz4_content_size(&compress(&data, Some(10_000))),
+            Some(10_000)
+        );
+        assert_eq!(lz4_content_size(&compress(&data, None)), None);
+        assert_eq!(lz4_content_size(b"not lz4 at all!!"), None);
+        assert_eq!(lz4_content_size(&[0x04, 0x22]), None);
+    }
+}

@@ -1,0 +1,109 @@
+//! Printing outcomes: text or one JSON document on stdout. Nothing else writes to stdout.
+use crate::Outcome;
+use crate::commands::explain::{WavePosition, local};
+use crate::error::{self, Result};
+use snafu::ResultExt;
+use std::fmt::Write;
+use update_metadata::Update;
+
+fn line(update: &Update) -> String {
+    format!("{} {}", update.variant, update.version)
+}
+
+/// The text form of an outcome (without a trailing newline), or `None` to print nothing.
+pub fn text(outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Check(Some(update)) => Some(line(update)),
+        // "No update" is said on stderr (a log line) and by the exit code.
+        Outcome::Check(None) => None,
+        Outcome::CheckAll(updates) => {
+            Some(updates.iter().map(line).collect::<Vec<_>>().join("\n")).filter(|s| !s.is_empty())
+        }
+        Outcome::Updated(report) => match (&report.update, report.applied) {
+            (None, _) => None,
+            (Some(u), true) => Some(format!("Update applied: {}", line(u))),
+            (Some(u), false) => Some(format!("Update staged: {}", line(u))),
+        },
+        Outcome::Flipped { action, status } => Some(format!(
+            "Update {action}: set {} boots next",
+            status
+                .next
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "none".to_owned())
+        )),
+        Outcome::Prepared { update, cache } => Some(match (update, cache) {
+            (Some(u), Some(c)) => format!(
+                "Prepared {}: {} target(s) cached, {} downloaded, {} stale file(s) removed",
+                line(u),
+                c.targets.len(),
+                c.downloaded,
+                c.removed.len()
+            ),
+            _ => "No update required".to_owned(),
+        }),
+        Outcome::Explained(report) => {
+            let mut out = format!(
+                "Seed {} (of 0..=2047), running {} {}\n",
+                report.seed, report.variant, report.version
+            );
+            if report.updates.is_empty() {
+                out.push_str("No updates published for this variant and architecture.");
+            }
+            for u in &report.updates {
+                let wave = match u.wave {
+                    WavePosition::NoWaves => "no waves: every host at any time".to_owned(),
+                    WavePosition::First { upper } => {
+                        format!("first wave (seed <= {}, starts {})", upper.key, upper.time)
+                    }
+                    WavePosition::Between { lower, upper } => format!(
+                        "wave {} < seed <= {} ({} to {})",
+                        lower.key, upper.key, lower.time, upper.time
+                    ),
+                    WavePosition::AfterLast { lower } => format!(
+                        "after the last wave (seed > {}, from {})",
+                        lower.key, lower.time
+                    ),
+                };
+                let when = match u.eligible_at {
+                    None => "eligible at any time".to_owned(),
+                    Some(t) => format!("eligible at {t} UTC ({})", local(t)),
+                };
+                let state = match (u.ready, u.selected) {
+                    (_, true) => "ready; update would take it now",
+                    (true, false) => "ready",
+                    (false, _) => "not yet",
+                };
+                let _ = writeln!(
+                    out,
+                    "Update {} (max {}): {wave}; {when}; {state}",
+                    u.version, u.max_version
+                );
+            }
+            Some(out.trim_end().to_owned())
+        }
+    }
+}
+
+/// Print `outcome` as JSON (one document) or text, on stdout.
+pub fn print(outcome: &Outcome, json: bool) -> Result<()> {
+    let result = if json {
+        match outcome {
+            // The reference's Update object (or null), so the update API can parse it.
+            Outcome::Check(update) => cli_support::print_json(update),
+            Outcome::CheckAll(updates) => cli_support::print_json(updates),
+            Outcome::Updated(report) => cli_support::print_json(&report.update),
+            Outcome::Flipped { status, .. } => cli_support::print_json(status),
+            Outcome::Prepared { update, cache } => cli_support::print_json(&serde_json::json!({
+                "update": update,
+                "migrations": cache,
+            })),
+            Outcome::Explained(report) => cli_support::print_json(report),
+        }
+    } else {
+        match text(outcome) {
+            Some(text) => cli_support::print_text(&text),
+            None => Ok(()),
+        }
+    };
+    result.context(error::PrintSnafu)
+}

@@ -1,0 +1,105 @@
+//! What every networked command starts with: the run lock, the settings, the host's identity,
+//! the verified TUF repository and its manifest.
+use crate::cli::{Cli, SelectArgs};
+use crate::config::{self, OsRelease, Settings};
+use crate::error::{self, Result};
+use crate::lock::RunLock;
+use crate::repo;
+use crate::transport::UpdogTransport;
+use signpost::{DiskSource, cli::DiskArgs};
+use snafu::ResultExt;
+use tough::Repository;
+use update_metadata::{Arch, Host, Manifest, Policy};
+
+/// A loaded session.
+#[derive(Debug)]
+pub struct Session {
+    /// Held for the whole run.
+    pub lock: RunLock,
+    /// Validated settings.
+    pub settings: Settings,
+    /// VERSION_ID and VARIANT_ID.
+    pub os: OsRelease,
+    /// This binary's architecture.
+    pub arch: Arch,
+    /// The transport (query parameters are added to it as the update proceeds).
+    pub transport: UpdogTransport,
+    /// The verified repository.
+    pub repo: Repository,
+    /// The verified manifest.
+    pub manifest: Manifest,
+}
+
+impl Session {
+    /// Lock, read the configuration and os-release, load TUF and the manifest.
+    pub async fn open(cli: &Cli) -> Result<Session> {
+        let settings = config::load_settings(&cli.paths)?;
+        let lock = RunLock::acquire(&settings.paths.lock_file)?;
+        let os = config::load_os_release(&settings.paths.os_release)?;
+        let arch = config::host_arch()?;
+        let transport = UpdogTransport::new(&settings.network)?;
+        transport.set_param("version", &os.version.to_string());
+        transport.set_param("seed", &settings.seed.get().to_string());
+        let repo = repo::load(&settings, &transport).await?;
+        let manifest = repo::manifest(&repo).await?;
+        Ok(Session {
+            lock,
+            settings,
+            os,
+            arch,
+            transport,
+            repo,
+            manifest,
+        })
+    }
+
+    /// This host, for selection.
+    pub fn host(&self) -> Host {
+        Host {
+            variant: self.os.variant.clone(),
+            arch: self.arch,
+            version: self.os.version.clone(),
+            seed: self.settings.seed,
+        }
+    }
+
+    /// The update this host should take at `now` under `args`, if any.
+    pub fn select(
+        &self,
+        args: &SelectArgs,
+        now: jiff::Timestamp,
+    ) -> Option<update_metadata::Update> {
+        self.manifest
+            .select_update(&self.host(), now, &self.policy(args))
+            .cloned()
+    }
+
+    /// The selection policy from the configuration and `args`.
+    pub fn policy(&self, args: &SelectArgs) -> Policy {
+        Policy {
+            lock: self.settings.version_lock.clone(),
+            forced: args.image.clone(),
+            ignore_waves: args.now || self.settings.ignore_waves,
+        }
+    }
+}
+
+/// The disk the flags say.
+pub fn disk_source(args: &DiskArgs) -> DiskSource {
+    match &args.disk {
+        Some(path) => DiskSource::Path {
+            path: path.clone(),
+            active: args.active_set,
+        },
+        None => DiskSource::host(),
+    }
+}
+
+/// Run blocking signpost work off the async thread.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .context(error::JoinSnafu)?
+}

@@ -1,0 +1,365 @@
+//! The transport tough fetches through: `file://` from disk, `http(s)://` with reqwest,
+//! resuming and retrying as long as bytes keep arriving.
+//!
+//! * **Idle timeout, not a whole-request timeout.** A request that receives no byte (headers or
+//!   body) for [`NetworkSettings::idle_timeout`] is abandoned and retried. A slow but steady
+//!   transfer of any size completes.
+//! * **Retries while progressing.** A failed attempt (connection error, reset mid-body, idle
+//!   timeout, 5xx, 408, 429, a body shorter than announced) is retried with a `Range:
+//!   bytes=N-` request from the first missing byte. The failure counter is reset by every
+//!   received byte, so the limit ([`NetworkSettings::max_retries`]) is on consecutive attempts
+//!   without progress. A server that ignores `Range` (answers 200) is read again from the start
+//!   and the bytes already delivered are skipped.
+//! * 403, 404 and 410 mean "not found" (which ends tough's root-chain walk); other 4xx fail at
+//!   once.
+//! * **Query parameters** (`migrations`, `seed`, `target`, `version`, sorted by key, as the
+//!   reference) are appended to every HTTP request so the operator can count versions.
+//! * **Proxy:** `https_proxy` from the configuration is used for every request, except hosts
+//!   in `no_proxy`; without it reqwest honours `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the
+//!   environment.
+use crate::config::NetworkSettings;
+use crate::error::{self, Result};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use snafu::ResultExt;
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tough::{FilesystemTransport, Transport, TransportError, TransportErrorKind, TransportStream};
+use url::Url;
+
+/// Chunks buffered between the network task and the reader: bounds memory.
+const CHANNEL_CHUNKS: usize = 32;
+/// First retry delay; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest retry delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// updog's transport (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct UpdogTransport {
+    client: reqwest::Client,
+    settings: NetworkSettings,
+    params: Arc<Mutex<BTreeMap<String, String>>>,
+}
+
+impl UpdogTransport {
+    /// A transport with `settings`.
+    pub fn new(settings: &NetworkSettings) -> Result<UpdogTransport> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(settings.idle_timeout)
+            .user_agent(concat!("updog/", env!("CARGO_PKG_VERSION")));
+        if let Some(proxy) = &settings.https_proxy {
+            let no_proxy = reqwest::NoProxy::from_string(&settings.no_proxy.join(","));
+            let proxy = reqwest::Proxy::all(proxy.as_str())
+                .context(error::ProxySnafu { proxy })?
+                .no_proxy(no_proxy);
+            builder = builder.proxy(proxy);
+        }
+        let client = builder.build().context(error::HttpClientSnafu)?;
+        Ok(UpdogTransport {
+            client,
+            settings: settings.clone(),
+            params: Arc::new(Mutex::new(BTreeMap::new())),
+        })
+    }
+
+    /// Add (or replace) a query parameter sent with every HTTP request from now on.
+    pub fn set_param(&self, key: &str, value: &str) {
+        // A poisoned lock only means another thread panicked while inserting; the map is
+        // still usable.
+        let mut params = self
+            .params
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        params.insert(key.to_owned(), value.to_owned());
+    }
+
+    fn with_params(&self, url: &Url) -> Url {
+        let params = self
+            .params
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if params.is_empty() {
+            return url.clone();
+        }
+        let mut url = url.clone();
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (key, value) in params.iter() {
+                pairs.append_pair(key, value);
+            }
+        }
+        url
+    }
+}
+
+#[async_trait]
+impl Transport for UpdogTransport {
+    async fn fetch(&self, url: Url) -> std::result::Result<TransportStream, TransportError> {
+        match url.scheme() {
+            "file" => FilesystemTransport.fetch(url).await,
+            "http" | "https" => {
+                let mut download = Download {
+                    client: self.client.clone(),
+                    url: self.with_params(&url),
+                    idle: self.settings.idle_timeout,
+                    max_retries: self.settings.max_retries,
+                    offset: 0,
+                    discard: 0,
+                    total: None,
+                    response: None,
+                    failures: 0,
+                };
+                // Open eagerly so that "not found" is reported by fetch itself.
+                download.open().await?;
+                let (sender, receiver) = tokio::sync::mpsc::channel(CHANNEL_CHUNKS);
+                tokio::spawn(download.pump(sender));
+                Ok(Box::pin(ChannelStream { receiver }))
+            }
+            _ => Err(TransportError::new(
+                TransportErrorKind::UnsupportedUrlScheme,
+                url,
+            )),
+        }
+    }
+}
+
+/// The receiving end, as tough wants it.
+struct ChannelStream {
+    receiver: tokio::sync::mpsc::Receiver<std::result::Result<Bytes, TransportError>>,
+}
+
+impl Stream for ChannelStream {
+    type Item = std::result::Result<Bytes, TransportError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.receiver.poll_recv(cx)
+    }
+}
+
+/// One resumable transfer.
+struct Download {
+    client: reqwest::Client,
+    url: Url,
+    idle: Duration,
+    max_retries: u32,
+    /// Bytes delivered so far.
+    offset: u64,
+    /// Bytes of the current response to skip (a server that ignored `Range`).
+    discard: u64,
+    /// Full length, when the server said.
+    total: Option<u64>,
+    response: Option<reqwest::Response>,
+    /// Consecutive failed attempts without progress.
+    failures: u32,
+}
+
+fn backoff(failures: u32) -> Duration {
+    let factor = 1_u32 << failures.saturating_sub(1).min(6);
+    (FIRST_BACKOFF * factor).min(MAX_BACKOFF)
+}
+
+impl Download {
+    fn error(&self, kind: TransportErrorKind, message: String) -> TransportError {
+        TransportError::new_with_cause(kind, self.url.as_str(), message)
+    }
+
+    /// Count a failed attempt; give up once too many failed in a row.
+    async fn failed(&mut self, why: String) -> std::result::Result<(), TransportError> {
+        self.response = None;
+        self.failures += 1;
+        if self.failures > self.max_retries {
+            return Err(self.error(
+                TransportErrorKind::Other,
+                format!(
+                    "giving up after {} attempts without progress at byte {}: {why}",
+                    self.failures, self.offset
+                ),
+            ));
+        }
+        let delay = backoff(self.failures);
+        tracing::warn!(
+            url = %self.url,
+            offset = self.offset,
+            attempt = self.failures,
+            retry_in_ms = delay.as_millis() as u64,
+            "transfer failed, retrying: {why}"
+        );
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+
+    /// Send a request for the bytes from `offset` on, retrying until a usable response.
+    async fn open(&mut self) -> std::result::Result<(), TransportError> {
+        loop {
+            let mut request = self.client.get(self.url.clone());
+            if self.offset > 0 {
+                request = request.header(reqwest::header::RANGE, format!("bytes={}-", self.offset));
+            }
+            let response = match tokio::time::timeout(self.idle, request.send()).await {
+                Err(_) => {
+                    let why = format!(
+                        "no response for {} s (idle timeout)",
+                        self.idle.as_secs_f64()
+                    );
+                    self.failed(why).await?;
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    self.failed(error_chain(&e)).await?;
+                    continue;
+                }
+                Ok(Ok(response)) => response,
+            };
+            let status = response.status();
+            match status.as_u16() {
+                403 | 404 | 410 => {
+                    return Err(self.error(
+                        TransportErrorKind::FileNotFound,
+                        format!("server answered {status}"),
+                    ));
+                }
+                206 if self.offset > 0 => {
+                    let start = content_range(&response);
+                    if start.map(|(s, _)| s) != Some(self.offset) {
+                        self.failed(format!(
+                            "server answered a range request for byte {} with range {start:?}",
+                            self.offset
+                        ))
+                        .await?;
+                        continue;
+                    }
+                    self.total = start.and_then(|(_, total)| total).or(self.total);
+                    self.discard = 0;
+                    self.response = Some(response);
+                    return Ok(());
+                }
+                200 => {
+                    // Either a first request or a server that ignores Range.
+                    if let Some(length) = response.content_length() {
+                        self.total = Some(length);
+                    }
+                    self.discard = self.offset;
+                    if self.offset > 0 {
+                        tracing::info!(url = %self.url, offset = self.offset, "server ignored the range request; skipping the bytes already received");
+                    }
+                    self.response = Some(response);
+                    return Ok(());
+                }
+                408 | 429 | 500..=599 => {
+                    self.failed(format!("server answered {status}")).await?;
+                }
+                _ => {
+                    return Err(self.error(
+                        TransportErrorKind::Other,
+                        format!("server answered {status}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The next chunk of the file, reconnecting as needed; `None` at the end.
+    async fn next_chunk(&mut self) -> std::result::Result<Option<Bytes>, TransportError> {
+        loop {
+            let Some(response) = self.response.as_mut() else {
+                self.open().await?;
+                continue;
+            };
+            match tokio::time::timeout(self.idle, response.chunk()).await {
+                Err(_) => {
+                    let why = format!("no data for {} s (idle timeout)", self.idle.as_secs_f64());
+                    self.failed(why).await?;
+                }
+                Ok(Err(e)) => self.failed(error_chain(&e)).await?,
+                Ok(Ok(None)) => match self.total {
+                    Some(total) if self.offset < total => {
+                        let why =
+                            format!("connection closed after {} of {total} bytes", self.offset);
+                        self.failed(why).await?;
+                    }
+                    _ => return Ok(None),
+                },
+                Ok(Ok(Some(mut bytes))) => {
+                    if self.discard > 0 {
+                        let skip = self.discard.min(bytes.len() as u64);
+                        // skip <= bytes.len(), so the conversion and the slice are in range.
+                        bytes = bytes.slice(usize::try_from(skip).unwrap_or(bytes.len())..);
+                        self.discard -= skip;
+                    }
+                    if !bytes.is_empty() {
+                        self.offset += bytes.len() as u64;
+                        self.failures = 0;
+                        return Ok(Some(bytes));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Send every chunk to `sender` until the end, an error, or the reader going away.
+    async fn pump(
+        mut self,
+        sender: tokio::sync::mpsc::Sender<std::result::Result<Bytes, TransportError>>,
+    ) {
+        loop {
+            // Stop as soon as the reader goes away (e.g. after reading only a header), even
+            // while waiting for a slow or stalled server.
+            let item = tokio::select! {
+                item = self.next_chunk() => item,
+                () = sender.closed() => return,
+            };
+            let last = !matches!(item, Ok(Some(_)));
+            let message = match item {
+                Ok(Some(bytes)) => Ok(bytes),
+                Ok(None) => return,
+                Err(e) => Err(e),
+            };
+            if sender.send(message).await.is_err() || last {
+                return;
+            }
+        }
+    }
+}
+
+/// `Content-Range: bytes START-END/TOTAL` → (START, TOTAL).
+fn content_range(response: &reqwest::Response) -> Option<(u64, Option<u64>)> {
+    let value = response
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    let rest = value.strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, _) = range.split_once('-')?;
+    Some((start.trim().parse().ok()?, total.trim().parse().ok()))
+}
+
+/// An error and its causes on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_millis(200));
+        assert_eq!(backoff(2), Duration::from_millis(400));
+        assert_eq!(backoff(30), Duration::from_secs(5));
+    }
+}

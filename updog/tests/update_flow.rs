@@ -1,0 +1,245 @@
+//! The whole flow against a real TUF repository served over HTTP on 127.0.0.1 and a sparse
+//! disk image in the reference layout: check-update exit codes, wave gating, update with and
+//! without --now, the signpost flip, the partitions' contents, the migrator's cache.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Release, Scenario, assert_sgdisk_clean, flags, next_set};
+use jiff::{SignedDuration, Timestamp};
+use signpost::SetId;
+
+fn future() -> Timestamp {
+    Timestamp::now() + SignedDuration::from_hours(24)
+}
+
+fn past() -> Timestamp {
+    Timestamp::now() - SignedDuration::from_hours(24 * 10)
+}
+
+#[test]
+fn check_update_exit_codes_and_wave_gating() {
+    let release = Release::new("1.1.0", 1);
+    let scenario = Scenario::new(&release, future());
+
+    // Waves start tomorrow: nothing for this host yet, exit 0, nothing on stdout.
+    let out = scenario.updog().arg("check-update").assert().code(0);
+    assert!(out.get_output().stdout.is_empty());
+
+    // --now ignores the waves: exit 100 and "<variant> <version>".
+    let out = scenario
+        .updog()
+        .args(["check-update", "--now"])
+        .assert()
+        .code(100);
+    assert_eq!(
+        String::from_utf8_lossy(&out.get_output().stdout).trim(),
+        "test-variant 1.1.0"
+    );
+
+    // The alias and --json: the reference's Update object, keys in the reference order.
+    let out = scenario
+        .updog()
+        .args(["whats", "--ignore-waves", "--json"])
+        .assert()
+        .code(100);
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let update: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(update["version"], "1.1.0");
+    assert_eq!(update["arch"], std::env::consts::ARCH);
+    let keys: Vec<&str> = update
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "variant",
+            "arch",
+            "version",
+            "max_version",
+            "waves",
+            "images"
+        ]
+    );
+
+    // --all --json: an array, empty while the waves are closed.
+    let out = scenario
+        .updog()
+        .args(["check-update", "--all", "--json"])
+        .assert()
+        .code(0);
+    let all: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(all, serde_json::json!([]));
+
+    // No update with --json: null, exit 0.
+    let out = scenario
+        .updog()
+        .args(["check-update", "--json"])
+        .assert()
+        .code(0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.get_output().stdout).trim(),
+        "null"
+    );
+
+    // explain: the seed, its wave and when it opens.
+    let out = scenario
+        .updog()
+        .args(["explain", "--json"])
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(report["seed"], 1500);
+    let timing = &report["updates"][0];
+    assert_eq!(timing["version"], "1.1.0");
+    assert_eq!(timing["wave"]["kind"], "between");
+    assert_eq!(timing["wave"]["lower"]["key"], 1024);
+    assert_eq!(timing["wave"]["upper"]["key"], 2048);
+    assert_eq!(timing["ready"], false);
+    let eligible: Timestamp = timing["eligible_at"].as_str().unwrap().parse().unwrap();
+    assert!(eligible > Timestamp::now());
+    let out = scenario.updog().arg("explain").assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains("Seed 1500") && text.contains("1024 < seed <= 2048"),
+        "{text}"
+    );
+    assert!(text.contains("not yet"), "{text}");
+}
+
+#[test]
+fn update_writes_the_inactive_set_and_flips_it() {
+    let release = Release::new("1.1.0", 7);
+    let scenario = Scenario::new(&release, future());
+
+    // Without --now the waves keep the host where it is: nothing written.
+    let before = std::fs::read(&scenario.disk).map(|d| d.len()).unwrap();
+    scenario.updog().arg("update").assert().code(0);
+    assert_eq!(flags(&scenario.disk, 8), (0, 0, false));
+    assert_eq!(flags(&scenario.disk, 3), (1, 0, true));
+    assert_eq!(before, 1 << 30);
+
+    // With --now: the images land in set B, which boots next.
+    let out = scenario
+        .updog()
+        .args(["update", "--now", "--json"])
+        .assert()
+        .code(0);
+    let update: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(update["version"], "1.1.0");
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"selected") && kinds.contains(&"image_done"),
+        "{kinds:?}"
+    );
+    assert_eq!(events.last().unwrap()["phase"], "done");
+
+    assert_eq!(flags(&scenario.disk, 3), (1, 0, true));
+    assert_eq!(flags(&scenario.disk, 8), (2, 1, false));
+    assert_eq!(next_set(&scenario.disk), Some(SetId::B));
+    assert_sgdisk_clean(&scenario.disk);
+    scenario.assert_set_b_holds(&release);
+
+    // The migrator's cache: the migration and the manifest under their digests, and metadata.
+    let mut cached: Vec<String> = std::fs::read_dir(scenario.path("migrations-cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    cached.sort();
+    assert_eq!(cached.len(), 2, "{cached:?}");
+    assert!(cached.iter().any(|n| n.ends_with(".migrate_1.1.0_foo.lz4")));
+    assert!(cached.iter().any(|n| n.ends_with(".manifest.json")));
+    assert!(scenario.path("metadata-cache/timestamp.json").exists());
+    assert!(scenario.path("metadata-cache/1.root.json").exists());
+
+    // Every request carried the reference's query parameters; images also target/migrations.
+    let log = scenario.server.log();
+    let image = log
+        .iter()
+        .find(|r| r.path.ends_with("-root.ext4.lz4"))
+        .unwrap();
+    assert_eq!(
+        image.query,
+        "migrations=migrate_1.1.0_foo.lz4%2Cmanifest.json&seed=1500&target=1.1.0&version=1.0.0"
+    );
+    assert!(log.iter().all(|r| r.query.contains("seed=1500&")));
+
+    // update-revert and update-apply flip back and forth without the network.
+    scenario.updog().arg("update-revert").assert().success();
+    assert_eq!(flags(&scenario.disk, 3), (2, 0, true));
+    assert_eq!(flags(&scenario.disk, 8), (0, 1, false));
+    scenario.updog().arg("update-apply").assert().success();
+    assert_eq!(flags(&scenario.disk, 8), (2, 1, false));
+    assert_eq!(flags(&scenario.disk, 3), (1, 0, true));
+    assert_sgdisk_clean(&scenario.disk);
+}
+
+#[test]
+fn update_image_stages_without_flipping_and_open_waves_need_no_now() {
+    let release = Release::new("1.1.0", 11);
+    let scenario = Scenario::new(&release, past());
+    let out = scenario.updog().arg("update-image").assert().code(0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.get_output().stdout).trim(),
+        "Update staged: test-variant 1.1.0"
+    );
+    // Staged: valid (one try) but not chosen to boot.
+    assert_eq!(flags(&scenario.disk, 8), (0, 1, false));
+    assert_eq!(next_set(&scenario.disk), Some(SetId::A));
+    scenario.assert_set_b_holds(&release);
+    scenario.updog().arg("update-apply").assert().success();
+    assert_eq!(next_set(&scenario.disk), Some(SetId::B));
+    // Applying twice is refused by signpost's rules.
+    scenario.updog().arg("update-apply").assert().code(1);
+}
+
+#[test]
+fn prepare_caches_and_prunes_without_touching_the_disk() {
+    let release = Release::new("1.1.0", 13);
+    let scenario = Scenario::new(&release, past());
+    let cache = scenario.path("migrations-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("deadbeef.migrate_0.9.0_old.lz4"), b"stale").unwrap();
+    scenario.updog().arg("prepare").assert().success();
+    let names: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("0.9.0")));
+    assert_eq!(flags(&scenario.disk, 8), (0, 0, false));
+}
+
+#[test]
+fn file_urls_work() {
+    let release = Release::new("1.1.0", 17);
+    let scenario = Scenario::new(&release, past());
+    let repo = scenario.path("repo");
+    let text = std::fs::read_to_string(&scenario.config).unwrap();
+    let text = text
+        .replace(
+            &scenario.server.url("metadata/"),
+            &format!("file://{}/metadata/", repo.display()),
+        )
+        .replace(
+            &scenario.server.url("targets/"),
+            &format!("file://{}/targets/", repo.display()),
+        );
+    std::fs::write(&scenario.config, text).unwrap();
+    scenario.updog().arg("update").assert().code(0);
+    scenario.assert_set_b_holds(&release);
+    assert_eq!(next_set(&scenario.disk), Some(SetId::B));
+    assert!(scenario.server.log().is_empty());
+}
