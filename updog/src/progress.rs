@@ -9,7 +9,7 @@
 //! | `selected` | `version`, `variant`, `set` (the inactive set written to) |
 //! | `phase` | `phase`: `cache_migrations`, `clear_inactive`, `mark_valid`, `flip`, `done` |
 //! | `image_start` | `image` (`root`/`boot`/`hash`), `target`, `total` (compressed bytes), `partition` |
-//! | `image_progress` | `image`, `downloaded`, `total`, `written` (decompressed bytes) |
+//! | `image_progress` | `image`, `downloaded` (compressed bytes so far), `total` |
 //! | `image_done` | `image`, `downloaded`, `written` |
 //!
 //! `image_progress` is sent at most every 250 ms per image.
