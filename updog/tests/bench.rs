@@ -1,0 +1,86 @@
+//! Throughput and memory of `update` against a loopback HTTP server, compared with
+//! `curl | lz4 -d > file` on the same data. Ignored by default (slow; numbers only):
+//! `UPDOG_BENCH_MIB=1024 cargo test --release -p updog --test bench -- --ignored --nocapture`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod common;
+
+use common::{Release, Scenario};
+use jiff::{SignedDuration, Timestamp};
+use std::process::Command;
+use std::time::Instant;
+
+/// Peak RSS (KiB) and wall time of a command run under `/usr/bin/time`.
+fn measure(mut command: Command) -> (f64, u64) {
+    let started = Instant::now();
+    let output = command.output().unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let rss = stderr
+        .lines()
+        .rev()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("maxrss=")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    (elapsed, rss)
+}
+
+#[test]
+#[ignore = "benchmark: run explicitly"]
+fn throughput_and_memory() {
+    let mib: usize = std::env::var("UPDOG_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    // ROOT-B is 460 MiB in the 1 GiB layout; larger images need a larger disk.
+    assert!(mib <= 460, "the test disk's ROOT partition holds 460 MiB");
+    let mut release = Release::new("1.1.0", 51);
+    release.root = common::mixed_data(mib << 20, 52);
+    let scenario = Scenario::with_options(
+        &release,
+        Timestamp::now() - SignedDuration::from_hours(240),
+        false,
+    );
+    let served = scenario.served_target(&release.names()[0]);
+    let url = scenario.server.url(&format!(
+        "targets/{}",
+        served.file_name().unwrap().to_string_lossy()
+    ));
+
+    let out = scenario.path("pipeline.out");
+    let mut pipeline = Command::new("/usr/bin/time");
+    pipeline.args(["-f", "maxrss=%M", "sh", "-c"]).arg(format!(
+        "curl -sf '{url}' | lz4 -d -c > '{}'",
+        out.display()
+    ));
+    let (pipeline_secs, _) = measure(pipeline);
+
+    let mut updog = Command::new("/usr/bin/time");
+    updog
+        .args(["-f", "maxrss=%M"])
+        .arg(assert_cmd::cargo::cargo_bin("updog"))
+        .arg("--config")
+        .arg(&scenario.config)
+        .arg("--disk")
+        .arg(&scenario.disk)
+        .args(["-q", "update"]);
+    let (updog_secs, rss) = measure(updog);
+    scenario.assert_set_b_holds(&release);
+    let compressed = std::fs::metadata(&served).unwrap().len();
+    println!(
+        "root image {mib} MiB ({} MiB compressed): curl | lz4 -d {pipeline_secs:.2} s; \
+         updog update (root+boot+hash, migrations, GPT) {updog_secs:.2} s = {:.2}x; \
+         updog peak RSS {} MiB",
+        compressed >> 20,
+        pipeline_secs / updog_secs,
+        rss / 1024
+    );
+}
