@@ -92,11 +92,16 @@ fn temp_beside(dest: &Path) -> Result<PathBuf> {
 /// When `skip_existing` is set and something already exists at `dest`, it is kept (used for
 /// content-addressed names, which cannot hold different bytes).
 pub fn publish_file(src: &Path, dest: &Path, mode: LinkMode, skip_existing: bool) -> Result<()> {
+    let dir = parent_of(dest)?;
+    std::fs::create_dir_all(&dir).context(error::CreateDirSnafu { path: &dir })?;
+    place_file(src, dest, mode, skip_existing)
+}
+
+/// [`publish_file`] for a destination whose folder already exists.
+pub fn place_file(src: &Path, dest: &Path, mode: LinkMode, skip_existing: bool) -> Result<()> {
     if skip_existing && std::fs::symlink_metadata(dest).is_ok() {
         return Ok(());
     }
-    let dir = parent_of(dest)?;
-    std::fs::create_dir_all(&dir).context(error::CreateDirSnafu { path: &dir })?;
     let tmp = temp_beside(dest)?;
     let placed = match mode {
         LinkMode::Copy => std::fs::copy(src, &tmp).map(|_| ()),

@@ -5,7 +5,7 @@ use crate::fsutil::{self, LinkMode};
 use aws_lc_rs::digest::{Context, SHA256};
 use futures::{StreamExt, TryStreamExt};
 use snafu::{OptionExt, ResultExt, ensure};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use tough::TargetName;
@@ -22,14 +22,13 @@ pub struct InputTarget {
     pub path: PathBuf,
 }
 
-/// Hash a file (SHA-256) and measure it. Blocking.
-pub fn hash_file(path: &Path) -> Result<(u64, Vec<u8>)> {
+/// Hash a file (SHA-256) and measure it. Blocking. `buf` is a reusable read buffer.
+pub fn hash_file_with(path: &Path, buf: &mut [u8]) -> Result<(u64, Vec<u8>)> {
     let mut file = std::fs::File::open(path).context(error::ReadFileSnafu { path })?;
     let mut ctx = Context::new(&SHA256);
-    let mut buf = vec![0u8; 1 << 20];
     let mut length = 0u64;
     loop {
-        let n = file.read(&mut buf).context(error::ReadFileSnafu { path })?;
+        let n = file.read(buf).context(error::ReadFileSnafu { path })?;
         if n == 0 {
             break;
         }
@@ -37,6 +36,38 @@ pub fn hash_file(path: &Path) -> Result<(u64, Vec<u8>)> {
         length += n as u64;
     }
     Ok((length, ctx.finish().as_ref().to_vec()))
+}
+
+/// Hash a file (SHA-256) and measure it. Blocking.
+pub fn hash_file(path: &Path) -> Result<(u64, Vec<u8>)> {
+    hash_file_with(path, &mut vec![0u8; READ_BUFFER])
+}
+
+/// Read buffer size for hashing.
+const READ_BUFFER: usize = 1 << 20;
+
+/// Files are handed to blocking threads in batches of at most this many files or bytes, so
+/// that many small files do not cost one task each, while big files still spread over cores.
+const BATCH_FILES: usize = 512;
+const BATCH_BYTES: u64 = 64 << 20;
+
+/// Split `items` (with sizes) into batches.
+fn batches<T>(items: Vec<(T, u64)>) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0u64;
+    for (item, size) in items {
+        if !current.is_empty() && (current.len() >= BATCH_FILES || bytes + size > BATCH_BYTES) {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += size;
+        current.push(item);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
 }
 
 /// A `Target` entry for a file of `length` bytes with this SHA-256.
@@ -79,7 +110,7 @@ pub async fn scan_inputs(
     follow_links: bool,
     jobs: usize,
 ) -> Result<Vec<InputTarget>> {
-    let mut files: BTreeMap<String, (TargetName, PathBuf)> = BTreeMap::new();
+    let mut files: BTreeMap<String, (TargetName, PathBuf, u64)> = BTreeMap::new();
     for dir in dirs {
         let meta = std::fs::metadata(dir).context(error::ReadFileSnafu { path: dir })?;
         ensure!(meta.is_dir(), error::NotADirectorySnafu { path: dir });
@@ -99,7 +130,7 @@ pub async fn scan_inputs(
             }
             let name = relative_name(dir, entry.path())?;
             let key = name.resolved().to_owned();
-            if let Some((_, other)) = files.get(&key) {
+            if let Some((_, other, _)) = files.get(&key) {
                 return error::TargetCollisionSnafu {
                     name: key,
                     first: other.display().to_string(),
@@ -107,25 +138,39 @@ pub async fn scan_inputs(
                 }
                 .fail();
             }
-            files.insert(key, (name, entry.path().to_path_buf()));
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            files.insert(key, (name, entry.path().to_path_buf(), size));
         }
     }
-    let jobs = jobs.max(1);
-    let hashed: Vec<InputTarget> =
-        futures::stream::iter(files.into_values().map(|(name, path)| async move {
-            let p = path.clone();
-            let (length, sha256) = tokio::task::spawn_blocking(move || hash_file(&p))
-                .await
-                .context(error::JoinSnafu)??;
-            Ok::<_, crate::Error>(InputTarget {
-                name,
-                target: target_entry(length, sha256),
-                path,
+    let work = batches(
+        files
+            .into_values()
+            .map(|(n, p, size)| ((n, p), size))
+            .collect(),
+    );
+    let hashed: Vec<Vec<InputTarget>> =
+        futures::stream::iter(work.into_iter().map(|batch| async move {
+            tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; READ_BUFFER];
+                batch
+                    .into_iter()
+                    .map(|(name, path)| {
+                        let (length, sha256) = hash_file_with(&path, &mut buf)?;
+                        Ok(InputTarget {
+                            name,
+                            target: target_entry(length, sha256),
+                            path,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
             })
+            .await
+            .context(error::JoinSnafu)?
         }))
-        .buffered(jobs)
+        .buffered(jobs.max(1))
         .try_collect()
         .await?;
+    let hashed: Vec<InputTarget> = hashed.into_iter().flatten().collect();
     Ok(hashed)
 }
 
@@ -165,19 +210,43 @@ pub async fn publish_inputs(
     mode: LinkMode,
     jobs: usize,
 ) -> Result<()> {
-    let work: Vec<(PathBuf, Vec<PathBuf>)> = inputs
+    let work: Vec<((PathBuf, Vec<PathBuf>), u64)> = inputs
         .iter()
         .map(|t| {
+            let dests = placements(targets_dir, &t.name, &t.target.hashes.sha256, consistent);
             (
-                t.path.clone(),
-                placements(targets_dir, &t.name, &t.target.hashes.sha256, consistent),
+                (t.path.clone(), dests),
+                if mode == LinkMode::Copy {
+                    t.target.length
+                } else {
+                    0
+                },
             )
         })
         .collect();
-    futures::stream::iter(work.into_iter().map(|(src, dests)| async move {
+    // Create each folder once, not once per file.
+    let dirs: BTreeSet<PathBuf> = work
+        .iter()
+        .flat_map(|((_, dests), _)| {
+            dests
+                .iter()
+                .filter_map(|d| d.parent().map(Path::to_path_buf))
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        for dir in dirs {
+            std::fs::create_dir_all(&dir).context(error::CreateDirSnafu { path: &dir })?;
+        }
+        Ok::<_, crate::Error>(())
+    })
+    .await
+    .context(error::JoinSnafu)??;
+    futures::stream::iter(batches(work).into_iter().map(|batch| async move {
         tokio::task::spawn_blocking(move || {
-            for dest in dests {
-                fsutil::publish_file(&src, &dest, mode, consistent)?;
+            for (src, dests) in batch {
+                for dest in dests {
+                    fsutil::place_file(&src, &dest, mode, consistent)?;
+                }
             }
             Ok::<_, crate::Error>(())
         })
