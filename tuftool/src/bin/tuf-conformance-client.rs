@@ -122,3 +122,38 @@ async fn run(cli: &Cli) -> Result<(), String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn options_in_any_order() {
+        let a = Cli::try_parse_from([
+            "c",
+            "--metadata-dir",
+            "/m",
+            "refresh",
+            "--metadata-url",
+            "http://x/",
+        ])
+        .unwrap();
+        let b = Cli::try_parse_from([
+            "c",
+            "refresh",
+            "--metadata-url",
+            "http://x/",
+            "--metadata-dir",
+            "/m",
+        ])
+        .unwrap();
+        assert_eq!(a.metadata_dir, b.metadata_dir);
+        assert_eq!(a.metadata_url, b.metadata_url);
+    }
+}
