@@ -160,7 +160,7 @@ pub enum Error {
 
     // ----- times and versions
     /// An expiry could not be parsed.
-    #[snafu(display("invalid expiry '{text}': use RFC 3339 or 'in N hours|days|weeks'"))]
+    #[snafu(display("invalid expiry '{text}': use RFC 3339 or 'in N minutes|hours|days|weeks'"))]
     ExpirySyntax {
         /// Text given.
         text: String,

@@ -1,7 +1,8 @@
 //! Expiry times and metadata versions, parsed at the edge into domain types.
 //!
-//! An expiry is RFC 3339 (`2030-01-01T00:00:00Z`) or relative, `in N hours|days|weeks` (also
-//! `in N hour`, `in N day`, `in N week`). Every expiry is truncated to whole seconds before it is
+//! An expiry is RFC 3339 (`2030-01-01T00:00:00Z`) or relative, `in N minutes|hours|days|weeks`
+//! (singular units and a missing `in` are accepted too): the toolchain's one offset grammar,
+//! parsed by `update_metadata::Offset`. Every expiry is truncated to whole seconds before it is
 //! signed, because python-tuf (and the TUF spec's format) accept only `YYYY-MM-DDTHH:MM:SSZ`.
 use crate::error::{self, Result};
 use jiff::{SignedDuration, Timestamp};
@@ -22,30 +23,14 @@ pub enum Expiry {
 impl FromStr for Expiry {
     type Err = crate::Error;
 
+    /// The toolchain's one offset grammar (`update_metadata::Offset`): `[in] N
+    /// minutes|hours|days|weeks`, or an RFC 3339 time.
     fn from_str(s: &str) -> Result<Self> {
-        let text = s.trim();
-        if let Some(rest) = text.strip_prefix("in ") {
-            let mut parts = rest.split_whitespace();
-            let (Some(n), Some(unit), None) = (parts.next(), parts.next(), parts.next()) else {
-                return error::ExpirySyntaxSnafu { text: s }.fail();
-            };
-            let n: u32 = n
-                .parse()
-                .ok()
-                .context(error::ExpirySyntaxSnafu { text: s })?;
-            let hours = match unit {
-                "hour" | "hours" => 1,
-                "day" | "days" => 24,
-                "week" | "weeks" => 24 * 7,
-                _ => return error::ExpirySyntaxSnafu { text: s }.fail(),
-            };
-            let hours = i64::from(n) * hours;
-            return Ok(Expiry::In(SignedDuration::from_hours(hours)));
+        match s.trim().parse::<update_metadata::Offset>() {
+            Ok(update_metadata::Offset::After(duration)) => Ok(Expiry::In(duration)),
+            Ok(update_metadata::Offset::At(time)) => Ok(Expiry::At(time)),
+            Err(_) => error::ExpirySyntaxSnafu { text: s }.fail(),
         }
-        let at = Timestamp::from_str(text)
-            .ok()
-            .context(error::ExpirySyntaxSnafu { text: s })?;
-        Ok(Expiry::At(at))
     }
 }
 
@@ -53,7 +38,7 @@ impl fmt::Display for Expiry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expiry::At(t) => write!(f, "{t}"),
-            Expiry::In(d) => write!(f, "in {} hours", d.as_hours()),
+            Expiry::In(d) => write!(f, "in {}", update_metadata::Offset::After(*d)),
         }
     }
 }
@@ -125,6 +110,15 @@ mod tests {
 
     fn nz(n: u64) -> NonZeroU64 {
         NonZeroU64::new(n).unwrap()
+    }
+
+    #[test]
+    fn accepts_the_toolchain_offset_grammar() {
+        let now = Timestamp::from_str("2026-01-01T00:00:00Z").unwrap();
+        let e = Expiry::from_str("in 90 minutes").unwrap();
+        assert_eq!(e.resolve(now).unwrap().to_string(), "2026-01-01T01:30:00Z");
+        assert_eq!(e.to_string(), "in 90 minutes");
+        assert!(Expiry::from_str("in 2 fortnights").is_err());
     }
 
     #[test]

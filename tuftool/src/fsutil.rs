@@ -28,23 +28,13 @@ fn parent_of(path: &Path) -> Result<PathBuf> {
     })
 }
 
-/// Write `bytes` to `path` atomically (a temp file in the same directory, then rename). The
-/// directory is created if needed.
+/// Write `bytes` to `path` atomically (the workspace's one atomic write: temp file in the same
+/// directory, synced, renamed, directory synced). The directory is created if needed. Metadata
+/// is world-readable by design (0644), unlike keys.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent_of(path)?;
     std::fs::create_dir_all(&dir).context(error::CreateDirSnafu { path: &dir })?;
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).context(error::WriteFileSnafu { path })?;
-    tmp.write_all(bytes)
-        .context(error::WriteFileSnafu { path })?;
-    tmp.as_file()
-        .sync_all()
-        .context(error::WriteFileSnafu { path })?;
-    // Metadata is world-readable by design (0644), unlike keys.
-    set_mode(tmp.path(), 0o644)?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .context(error::WriteFileSnafu { path })?;
-    Ok(())
+    update_metadata::fs::write_atomic(path, bytes, 0o644).context(error::WriteFileSnafu { path })
 }
 
 /// Create `path` with `bytes`, mode 0600 from the start, atomically, failing if it exists.
