@@ -33,6 +33,50 @@ const END_MARK: [u8; 4] = [0; 4];
 /// LZ4 frame magic number, little-endian.
 pub const MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
 
+/// The frame header written to the file: the chunk frames' header with the content size added
+/// (flag bit 3 and 8 bytes after the block descriptor), so a reader can check the decompressed
+/// size against its destination before writing anything (updog does).
+fn header_with_content_size(chunk_header: &[u8], content_size: u64) -> Vec<u8> {
+    let (flags, block_descriptor) = (chunk_header[4] | 0b0000_1000, chunk_header[5]);
+    let mut descriptor = vec![flags, block_descriptor];
+    descriptor.extend_from_slice(&content_size.to_le_bytes());
+    let checksum = (xxh32_short(&descriptor) >> 8) as u8;
+    let mut header = MAGIC.to_vec();
+    header.extend_from_slice(&descriptor);
+    header.push(checksum);
+    header
+}
+
+/// xxHash32 with seed 0 of fewer than 16 bytes (all an LZ4 frame descriptor needs).
+fn xxh32_short(input: &[u8]) -> u32 {
+    const P1: u32 = 0x9E37_79B1;
+    const P2: u32 = 0x85EB_CA77;
+    const P3: u32 = 0xC2B2_AE3D;
+    const P4: u32 = 0x27D4_EB2F;
+    const P5: u32 = 0x1656_67B1;
+    debug_assert!(input.len() < 16);
+    let mut hash = P5.wrapping_add(input.len() as u32);
+    let mut words = input.chunks_exact(4);
+    for word in &mut words {
+        let value = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        hash = hash
+            .wrapping_add(value.wrapping_mul(P3))
+            .rotate_left(17)
+            .wrapping_mul(P4);
+    }
+    for &byte in words.remainder() {
+        hash = hash
+            .wrapping_add(u32::from(byte).wrapping_mul(P5))
+            .rotate_left(11)
+            .wrapping_mul(P1);
+    }
+    hash ^= hash >> 15;
+    hash = hash.wrapping_mul(P2);
+    hash ^= hash >> 13;
+    hash = hash.wrapping_mul(P3);
+    hash ^ (hash >> 16)
+}
+
 /// A written artifact: compressed size and SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
@@ -170,7 +214,7 @@ pub fn compress_file(
             while let Some(frame) = pending.remove(&expected) {
                 match &header {
                     None => {
-                        out.put(frame.header())
+                        out.put(&header_with_content_size(frame.header(), len))
                             .context(error::WriteFileSnafu { path: output })?;
                         header = Some(frame.header().to_vec());
                     }
@@ -266,6 +310,41 @@ mod tests {
             .unwrap();
         assert_eq!(decoded, data);
         compressed
+    }
+
+    #[test]
+    fn xxh32_matches_the_reference_vectors() {
+        // Published xxHash32 test vectors (seed 0).
+        assert_eq!(super::xxh32_short(b""), 0x02CC_5D05);
+        assert_eq!(super::xxh32_short(b"a"), 0x550D_7456);
+        assert_eq!(super::xxh32_short(b"abc"), 0x32D1_53FF);
+    }
+
+    #[test]
+    fn frames_declare_their_content_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, output) = (dir.path().join("in"), dir.path().join("out.lz4"));
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&input, &data).unwrap();
+        super::compress_file(&input, &output, 2, &crate::progress::NoProgress).unwrap();
+        let frame = std::fs::read(&output).unwrap();
+        assert_eq!(frame[4] & 0b0000_1000, 0b0000_1000, "content size flag");
+        assert_eq!(
+            u64::from_le_bytes(frame[6..14].try_into().unwrap()),
+            data.len() as u64
+        );
+        // The lz4 tool checks the header checksum and the declared size.
+        let decoded = std::process::Command::new("lz4")
+            .args(["-d", "-c"])
+            .arg(&output)
+            .output()
+            .unwrap();
+        assert!(
+            decoded.status.success(),
+            "{}",
+            String::from_utf8_lossy(&decoded.stderr)
+        );
+        assert_eq!(decoded.stdout, data);
     }
 
     #[test]
