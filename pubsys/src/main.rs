@@ -9,7 +9,15 @@ fn main() -> ExitCode {
     // The clock, read once, to the whole second (release times and expiries are whole seconds).
     let now = jiff::Timestamp::now();
     let now = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
-    let outcome = match pubsys::run(&cli, now) {
+    // The one runtime of the process (AWS SDK calls are async); libraries never build one.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return cli_support::report_error(error),
+    };
+    let outcome = match runtime.block_on(pubsys::run(&cli, now)) {
         Ok(outcome) => outcome,
         Err(error) => return cli_support::report_error(error),
     };

@@ -58,6 +58,20 @@ impl RepoExpirationPolicy {
     }
 }
 
+impl Expirations {
+    /// Refuse to sign metadata that would already be expired at `now`.
+    pub fn check_future(&self, now: Timestamp) -> Result<()> {
+        for (role, expires) in [
+            ("targets", self.targets),
+            ("snapshot", self.snapshot),
+            ("timestamp", self.timestamp),
+        ] {
+            snafu::ensure!(expires > now, error::ExpiresInPastSnafu { role, expires });
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::RepoExpirationPolicy;
@@ -75,6 +89,11 @@ mod tests {
         assert_eq!(e.snapshot, whole + SignedDuration::from_hours(14 * 24));
         assert_eq!(e.targets, whole + SignedDuration::from_hours(14 * 24));
         assert_eq!(e.timestamp, whole + SignedDuration::from_hours(7 * 24));
+        assert!(e.check_future(start).is_ok());
+        let error = e
+            .check_future(whole + SignedDuration::from_hours(10 * 24))
+            .unwrap_err();
+        assert!(error.to_string().contains("timestamp"), "{error}");
     }
 
     #[test]

@@ -1,0 +1,158 @@
+//! `pubsys promote-ssm`: copy parameters from one version's names to another's (e.g.
+//! `1.15.0-abc12345` → `latest`, or back for a rollback).
+//!
+//! Only the **names** are rendered, with `image_version` = source and = target; templates
+//! whose names use `image_id`, `image_name` or `region` cannot be promoted, and templates
+//! without `{image_version}` in the name map to themselves (skipped). Unlike the reference,
+//! the public-namespace guard applies (a private AMI never lands under `/aws/`), and the
+//! same rate limiting, "maybe done" checks and read-back as `ssm` are used. Promotion
+//! overwrites target values (that is its purpose). The output file is merged (new wins).
+
+use super::error::{self, Result};
+use super::params;
+use super::ssm::{self, Desired, PutArgs, SsmReport};
+use super::template::{self, Vars};
+use super::{Arch, AwsArgs};
+use crate::Context;
+use clap::Args;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use snafu::ResultExt;
+use std::path::PathBuf;
+
+/// `pubsys promote-ssm` flags.
+#[derive(Debug, Clone, Args)]
+pub struct PromoteSsmArgs {
+    /// Architecture (EC2 spelling)
+    #[arg(short = 'a', long)]
+    pub arch: Arch,
+
+    /// Variant
+    #[arg(long)]
+    pub variant: String,
+
+    /// Version whose parameters are copied
+    #[arg(long)]
+    pub source: String,
+
+    /// Version name they are copied to (e.g. latest)
+    #[arg(long)]
+    pub target: String,
+
+    /// Parameter templates (TOML, [[parameter]] entries)
+    #[arg(long, value_name = "PATH")]
+    pub template_path: PathBuf,
+
+    /// Allow private AMIs in the public /aws/ namespace
+    #[arg(long)]
+    pub allow_private_images: bool,
+
+    /// Merge the promoted parameters into this file (region → name → value)
+    #[arg(long, value_name = "PATH")]
+    pub ssm_parameter_output: Option<PathBuf>,
+
+    /// Rate limiting and concurrency of the writes.
+    #[command(flatten)]
+    pub put: PutArgs,
+
+    /// Shared AWS flags.
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Run `pubsys promote-ssm`.
+pub async fn run(args: &PromoteSsmArgs, context: &Context) -> Result<SsmReport> {
+    let templates = template::load(&args.template_path)?;
+    let applicable = template::applicable(&templates, &args.variant, args.arch.as_str());
+    if applicable.is_empty() {
+        return Ok(SsmReport {
+            parameters: Vec::new(),
+            output: None,
+            note: Some("No parameters for this arch/variant".to_owned()),
+        });
+    }
+    let prefix = context
+        .infra
+        .aws
+        .as_ref()
+        .and_then(|aws| aws.ssm_prefix.as_deref());
+    let mut pairs = Vec::new();
+    for t in applicable {
+        let vars = template::variables(&t.name)?;
+        if let Some(bad) = vars
+            .iter()
+            .find(|v| matches!(v.as_str(), "image_id" | "image_name" | "region"))
+        {
+            return error::RenderSnafu {
+                template: t.name.clone(),
+                message: format!("promote-ssm cannot promote names that use '{bad}'"),
+            }
+            .fail();
+        }
+        if !vars.iter().any(|v| v == "image_version") {
+            continue;
+        }
+        let render = |version: &str| -> Result<String> {
+            let vars: Vars<'_> = [
+                ("variant", args.variant.as_str()),
+                ("arch", args.arch.as_str()),
+                ("image_version", version),
+            ]
+            .into_iter()
+            .collect();
+            Ok(template::full_name(
+                prefix,
+                &template::render(&t.name, &vars)?,
+            ))
+        };
+        pairs.push((render(&args.source)?, render(&args.target)?));
+    }
+
+    let regions = args.aws.regions(context)?;
+    let aws = super::context(&args.aws, context, &regions[0]).await;
+    let sources: Vec<String> = pairs.iter().map(|(s, _)| s.clone()).collect();
+    let found: Vec<Vec<Desired>> = stream::iter(regions.iter())
+        .map(|region| {
+            let aws = &aws;
+            let sources = &sources;
+            let pairs = &pairs;
+            async move {
+                let ssm = aws.ssm(region.as_str()).await.context(error::ClientSnafu {
+                    region: region.as_str(),
+                })?;
+                let values = ssm::get_values(&ssm, region.as_str(), sources).await?;
+                let mut desired = Vec::new();
+                for (source, target) in pairs {
+                    match values.get(source) {
+                        Some(value) => desired.push(Desired {
+                            region: region.to_string(),
+                            name: target.clone(),
+                            value: value.clone(),
+                            data_type: None,
+                        }),
+                        None => tracing::warn!(%region, source, "no source parameter"),
+                    }
+                }
+                Ok::<_, error::Error>(desired)
+            }
+        })
+        .buffer_unordered(4)
+        .try_collect()
+        .await?;
+    let desired: Vec<Desired> = found.into_iter().flatten().collect();
+    snafu::ensure!(
+        !desired.is_empty(),
+        error::NoSourceParametersSnafu {
+            source_version: args.source.clone()
+        }
+    );
+    if !args.allow_private_images {
+        ssm::check_public(&aws, &desired).await?;
+    }
+    let mut report = ssm::publish(&aws, desired, true, args.put, &args.aws).await?;
+    if let Some(path) = &args.ssm_parameter_output {
+        let existing = params::load_or_default(path)?;
+        params::save(path, &ssm::verified(&report, existing))?;
+        report.output = Some(path.clone());
+    }
+    Ok(report)
+}

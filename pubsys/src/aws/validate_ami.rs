@@ -1,0 +1,395 @@
+//! `pubsys validate-ami`: check that the AMIs of an `amis.json` (or the reference's
+//! `region → [ImageDef]` form) exist with the expected attributes.
+//!
+//! Differences from the reference: exit code 3 when anything is Incorrect, Missing or
+//! Unreachable; launch permissions compare as sets (order is not meaningful); Unreachable
+//! is its own count; `ena_support` and `sriov_net_support` are compared only when the
+//! expected file states them (amis.json does not record them, and they are configurable).
+
+use super::AwsArgs;
+use super::amis::{LaunchPermission, is_public};
+use super::ec2;
+use super::error::{self, Result, sdk};
+use crate::Context;
+use clap::{Args, ValueEnum};
+use futures::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+use snafu::ResultExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+
+/// Result of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ValueEnum)]
+pub enum Status {
+    /// As expected.
+    #[value(name = "Correct")]
+    Correct,
+    /// Exists, but differs.
+    #[value(name = "Incorrect")]
+    Incorrect,
+    /// Does not exist.
+    #[value(name = "Missing")]
+    Missing,
+    /// The region could not be asked.
+    #[value(name = "Unreachable")]
+    Unreachable,
+    /// Exists but was not expected (validate-ssm --check-unexpected).
+    #[value(name = "Unexpected")]
+    Unexpected,
+}
+
+/// Counts per status for one region.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Correct.
+    pub correct: usize,
+    /// Incorrect.
+    pub incorrect: usize,
+    /// Missing.
+    pub missing: usize,
+    /// Unreachable.
+    pub unreachable: usize,
+    /// Unexpected (SSM only, with --check-unexpected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unexpected: Option<usize>,
+}
+
+impl Counts {
+    /// Count one status.
+    pub fn add(&mut self, status: Status) {
+        match status {
+            Status::Correct => self.correct += 1,
+            Status::Incorrect => self.incorrect += 1,
+            Status::Missing => self.missing += 1,
+            Status::Unreachable => self.unreachable += 1,
+            Status::Unexpected => *self.unexpected.get_or_insert(0) += 1,
+        }
+    }
+
+    /// Whether anything is wrong.
+    pub fn has_problems(&self) -> bool {
+        self.incorrect + self.missing + self.unreachable + self.unexpected.unwrap_or(0) > 0
+    }
+}
+
+/// Print a per-region table of counts.
+pub fn table(
+    f: &mut fmt::Formatter<'_>,
+    counts: &BTreeMap<String, Counts>,
+    unexpected: bool,
+) -> fmt::Result {
+    write!(
+        f,
+        "{:<16} {:>8} {:>10} {:>8} {:>12}",
+        "region", "correct", "incorrect", "missing", "unreachable"
+    )?;
+    if unexpected {
+        write!(f, " {:>11}", "unexpected")?;
+    }
+    writeln!(f)?;
+    for (region, c) in counts {
+        write!(
+            f,
+            "{:<16} {:>8} {:>10} {:>8} {:>12}",
+            region, c.correct, c.incorrect, c.missing, c.unreachable
+        )?;
+        if unexpected {
+            write!(f, " {:>11}", c.unexpected.unwrap_or(0))?;
+        }
+        writeln!(f)?;
+    }
+    Ok(())
+}
+
+/// An expected (or found) image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageDef {
+    /// AMI ID.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Public.
+    #[serde(default)]
+    pub public: bool,
+    /// Launch permissions.
+    #[serde(default)]
+    pub launch_permissions: Vec<LaunchPermission>,
+    /// ENA support (compared only when expected states it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ena_support: Option<bool>,
+    /// SR-IOV support (compared only when expected states it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sriov_net_support: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(ImageDef),
+    Many(Vec<ImageDef>),
+}
+
+/// `pubsys validate-ami` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ValidateAmiArgs {
+    /// Expected AMIs: amis.json, or region → [ImageDef]
+    #[arg(long, value_name = "PATH")]
+    pub expected_amis_path: PathBuf,
+
+    /// Write each result (JSON array) here
+    #[arg(long, value_name = "PATH")]
+    pub write_results_path: Option<PathBuf>,
+
+    /// Only write results with these statuses (repeatable)
+    #[arg(long, value_enum, requires = "write_results_path")]
+    pub write_results_filter: Vec<Status>,
+
+    /// Regions checked at once
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub concurrency: usize,
+
+    /// Shared AWS flags (--regions: only these regions of the file).
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// One image's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct AmiResult {
+    /// AMI ID.
+    pub id: String,
+    /// What was expected.
+    pub expected_image_def: ImageDef,
+    /// What was found.
+    pub actual_image_def: Option<ImageDef>,
+    /// Region.
+    pub region: String,
+    /// Status.
+    pub status: Status,
+}
+
+/// What `validate-ami` found: `--json` prints the per-region counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidateAmiReport {
+    /// Counts per region.
+    #[serde(flatten)]
+    pub counts: BTreeMap<String, Counts>,
+    /// Every result.
+    #[serde(skip)]
+    pub results: Vec<AmiResult>,
+}
+
+impl ValidateAmiReport {
+    /// Whether anything is Incorrect, Missing or Unreachable.
+    pub fn has_problems(&self) -> bool {
+        self.counts.values().any(Counts::has_problems)
+    }
+}
+
+impl fmt::Display for ValidateAmiReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        table(f, &self.counts, false)?;
+        for r in self.results.iter().filter(|r| r.status != Status::Correct) {
+            writeln!(
+                f,
+                "{:?}: {} {} ({})",
+                r.status, r.region, r.id, r.expected_image_def.name
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Compare expected and actual.
+pub fn compare(expected: &ImageDef, actual: &ImageDef) -> Status {
+    let same_permissions = expected.launch_permissions.iter().collect::<BTreeSet<_>>()
+        == actual.launch_permissions.iter().collect::<BTreeSet<_>>();
+    let ena_ok = expected
+        .ena_support
+        .is_none_or(|e| actual.ena_support.unwrap_or(false) == e);
+    let sriov_ok = expected
+        .sriov_net_support
+        .as_ref()
+        .is_none_or(|e| actual.sriov_net_support.as_ref() == Some(e));
+    if expected.id == actual.id
+        && expected.name == actual.name
+        && expected.public == actual.public
+        && same_permissions
+        && ena_ok
+        && sriov_ok
+    {
+        Status::Correct
+    } else {
+        Status::Incorrect
+    }
+}
+
+/// Run `pubsys validate-ami`.
+pub async fn run(args: &ValidateAmiArgs, context: &Context) -> Result<ValidateAmiReport> {
+    let path = &args.expected_amis_path;
+    let bytes = super::read(path)?;
+    let file: BTreeMap<String, OneOrMany> =
+        serde_json::from_slice(&bytes).context(error::ParseJsonSnafu { path })?;
+    let mut expected: BTreeMap<String, Vec<ImageDef>> = file
+        .into_iter()
+        .map(|(region, defs)| match defs {
+            OneOrMany::One(def) => (region, vec![def]),
+            OneOrMany::Many(defs) => (region, defs),
+        })
+        .collect();
+    if !args.aws.regions.is_empty() {
+        let keep: Vec<String> = args.aws.regions.iter().map(|r| r.to_string()).collect();
+        expected.retain(|region, _| keep.contains(region));
+    }
+    let Some(first) = expected.keys().next() else {
+        return error::EmptyAmiInputSnafu { path }.fail();
+    };
+    let base = first.parse().map_err(|_| error::Error::NoRegions)?;
+    let aws = super::context(&args.aws, context, &base).await;
+
+    let per_region: Vec<Vec<AmiResult>> = stream::iter(expected.iter())
+        .map(|(region, defs)| {
+            let aws = &aws;
+            async move {
+                match actual_images(aws, region, defs).await {
+                    Ok(actual) => defs
+                        .iter()
+                        .map(|def| {
+                            let found = actual.get(&def.id).cloned();
+                            let status = match &found {
+                                Some(found) => compare(def, found),
+                                None => Status::Missing,
+                            };
+                            AmiResult {
+                                id: def.id.clone(),
+                                expected_image_def: def.clone(),
+                                actual_image_def: found,
+                                region: region.clone(),
+                                status,
+                            }
+                        })
+                        .collect(),
+                    Err(e) => {
+                        tracing::error!(region, "{}", snafu::Report::from_error(&e));
+                        defs.iter()
+                            .map(|def| AmiResult {
+                                id: def.id.clone(),
+                                expected_image_def: def.clone(),
+                                actual_image_def: None,
+                                region: region.clone(),
+                                status: Status::Unreachable,
+                            })
+                            .collect()
+                    }
+                }
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .collect()
+        .await;
+    let results: Vec<AmiResult> = per_region.into_iter().flatten().collect();
+    let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
+    for r in &results {
+        counts.entry(r.region.clone()).or_default().add(r.status);
+    }
+    if let Some(out) = &args.write_results_path {
+        let written: Vec<&AmiResult> = results
+            .iter()
+            .filter(|r| {
+                args.write_results_filter.is_empty()
+                    || args.write_results_filter.contains(&r.status)
+            })
+            .collect();
+        super::write_json(out, &written, "validation results")?;
+    }
+    Ok(ValidateAmiReport { counts, results })
+}
+
+/// The images of `defs` that exist in `region`, with their permissions.
+async fn actual_images(
+    aws: &aws_context::AwsContext,
+    region: &str,
+    defs: &[ImageDef],
+) -> Result<BTreeMap<String, ImageDef>> {
+    let client = aws
+        .ec2(region)
+        .await
+        .context(error::ClientSnafu { region })?;
+    let ids: Vec<String> = defs.iter().map(|d| d.id.clone()).collect();
+    let images = match client
+        .describe_images()
+        .set_image_ids(Some(ids.clone()))
+        .include_deprecated(true)
+        .send()
+        .await
+    {
+        Ok(output) => output.images().to_vec(),
+        Err(e) if ec2::code(&e).is_some_and(|c| c.starts_with("InvalidAMIID")) => {
+            // One unknown ID fails the whole call: ask one by one.
+            let mut images = Vec::new();
+            for id in &ids {
+                if let Some(image) = ec2::describe_image(&client, region, id).await? {
+                    images.push(image);
+                }
+            }
+            images
+        }
+        Err(e) => {
+            return Err(sdk(e)).context(error::CallSnafu {
+                operation: "DescribeImages",
+                region,
+            });
+        }
+    };
+    let mut actual = BTreeMap::new();
+    for image in images {
+        let Some(id) = image.image_id() else { continue };
+        let permissions = ec2::launch_permissions(&client, region, id).await?;
+        actual.insert(
+            id.to_owned(),
+            ImageDef {
+                id: id.to_owned(),
+                name: image.name().unwrap_or_default().to_owned(),
+                public: image.public().unwrap_or_else(|| is_public(&permissions)),
+                launch_permissions: permissions,
+                ena_support: image.ena_support(),
+                sriov_net_support: image.sriov_net_support().map(str::to_owned),
+            },
+        );
+    }
+    Ok(actual)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ImageDef, LaunchPermission, Status, compare};
+
+    fn def() -> ImageDef {
+        ImageDef {
+            id: "ami-1".into(),
+            name: "n".into(),
+            public: true,
+            launch_permissions: vec![
+                LaunchPermission::Group("all".into()),
+                LaunchPermission::UserId("1".into()),
+            ],
+            ena_support: None,
+            sriov_net_support: None,
+        }
+    }
+
+    #[test]
+    fn compares_permissions_as_sets_and_optional_fields_only_when_expected() {
+        let expected = def();
+        let mut actual = def();
+        actual.launch_permissions.reverse();
+        actual.ena_support = Some(false);
+        assert_eq!(compare(&expected, &actual), Status::Correct);
+        let mut strict = def();
+        strict.ena_support = Some(true);
+        assert_eq!(compare(&strict, &actual), Status::Incorrect);
+        actual.public = false;
+        assert_eq!(compare(&expected, &actual), Status::Incorrect);
+    }
+}

@@ -1,0 +1,175 @@
+//! `pubsys refresh-repo`: re-sign a published repository with new expirations, keeping every
+//! target. `--roles all` re-signs targets, snapshot and timestamp; `snapshot-timestamp` and
+//! `timestamp` re-sign only those (the online refresh: only those roles' keys are needed).
+//! Metadata only is written, to `<outdir>/<variant>/<arch>/`.
+
+use crate::Context;
+use crate::config::expiration::{Expirations, RepoExpirationPolicy};
+use crate::error::{self, Result};
+use crate::repo::{self as shared, LocationArgs};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use snafu::ResultExt;
+use std::fmt;
+use std::path::PathBuf;
+use tuftool::fsutil::LinkMode;
+use tuftool::keys::KeySource;
+use tuftool::repo::{PublishOptions, RefreshOptions, RoleSchedule, Schedule, UpdateOptions};
+use update_metadata::Offset;
+
+/// Which roles to re-sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefreshRoles {
+    /// targets, snapshot and timestamp
+    All,
+    /// snapshot and timestamp
+    SnapshotTimestamp,
+    /// timestamp only
+    Timestamp,
+}
+
+/// Arguments of `pubsys refresh-repo`.
+#[derive(Debug, Args)]
+pub struct RefreshRepoArgs {
+    #[command(flatten)]
+    location: LocationArgs,
+
+    /// Roles to re-sign
+    #[arg(long, value_enum, default_value = "all")]
+    roles: RefreshRoles,
+
+    /// Signing key source, repeatable; overrides the repository's signing_keys
+    #[arg(long = "signing-key", value_name = "KEY")]
+    signing_keys: Vec<KeySource>,
+
+    /// Key file used when neither --signing-key nor Infra.toml names a key
+    #[arg(long, value_name = "PATH")]
+    default_key_path: Option<PathBuf>,
+
+    /// Expiration policy TOML
+    #[arg(long, value_name = "PATH")]
+    repo_expiration_policy_path: PathBuf,
+
+    /// Start of the new validity period: RFC 3339 or an offset from now (default: now)
+    #[arg(long, value_name = "TIME")]
+    start_time: Option<Offset>,
+
+    /// Load the repository even if its metadata has expired (needed to revive one)
+    #[arg(long)]
+    unsafe_refresh: bool,
+
+    /// Output folder: metadata goes to OUTDIR/VARIANT/ARCH/
+    #[arg(long, value_name = "PATH")]
+    outdir: PathBuf,
+}
+
+/// What `refresh-repo` did.
+#[derive(Debug, Serialize)]
+pub struct RefreshReport {
+    /// Roles re-signed.
+    pub roles: RefreshRoles,
+    /// Metadata folder written.
+    pub metadata_dir: PathBuf,
+    /// Each signed role with its version and expiry.
+    pub signed: Vec<tuftool::repo::SignedRoleReport>,
+    /// The new expirations.
+    pub expirations: Expirations,
+}
+
+impl fmt::Display for RefreshReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "refreshed into {}", self.metadata_dir.display())?;
+        for role in &self.signed {
+            writeln!(
+                f,
+                "  signed {} version {} expiring {}",
+                role.role, role.version, role.expires
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Run `pubsys refresh-repo`.
+pub async fn run(args: &RefreshRepoArgs, context: &Context) -> Result<RefreshReport> {
+    let location = args.location.location(context, args.unsafe_refresh)?;
+    let metadata_dir = args
+        .outdir
+        .join(&args.location.variant)
+        .join(args.location.arch.as_str());
+    snafu::ensure!(
+        !metadata_dir.exists(),
+        error::OutputExistsSnafu {
+            path: &metadata_dir
+        }
+    );
+    let repo_config = context.infra.repo(&args.location.repo);
+    let keys = shared::signing_keys(
+        &args.signing_keys,
+        &repo_config,
+        &args.location.repo,
+        args.default_key_path.as_deref(),
+    )?;
+    let start = match &args.start_time {
+        Some(offset) => offset.resolve(context.now).context(error::MetadataSnafu)?,
+        None => context.now,
+    };
+    let expirations =
+        RepoExpirationPolicy::load(&args.repo_expiration_policy_path)?.expirations(start)?;
+    expirations.check_future(context.now)?;
+    let at = |expires| RoleSchedule {
+        version: None,
+        expires: Some(expires),
+    };
+    let schedule = Schedule {
+        targets: at(expirations.targets),
+        snapshot: at(expirations.snapshot),
+        timestamp: at(expirations.timestamp),
+    };
+
+    std::fs::create_dir_all(&args.outdir)
+        .context(error::WriteOutputSnafu { path: &args.outdir })?;
+    let staging = tempfile::Builder::new()
+        .prefix(".pubsys-refresh-")
+        .tempdir_in(&args.outdir)
+        .context(error::WriteOutputSnafu { path: &args.outdir })?;
+    let out = staging.path().join("out");
+    let report = match args.roles {
+        RefreshRoles::All => {
+            let options = PublishOptions {
+                keys,
+                add_targets: Vec::new(),
+                follow_links: false,
+                link_mode: LinkMode::Copy,
+                jobs: 1,
+                schedule,
+                outdir: out.clone(),
+            };
+            let update = UpdateOptions {
+                remove_targets: Vec::new(),
+                replace_targets: false,
+                new_root: None,
+                role: None,
+            };
+            tuftool::repo::update_repo(&location, &options, &update, context.now).await
+        }
+        roles => {
+            let options = RefreshOptions {
+                keys,
+                snapshot: roles == RefreshRoles::SnapshotTimestamp,
+                schedule,
+                outdir: out.clone(),
+            };
+            tuftool::repo::refresh(&location, &options).await
+        }
+    }
+    .context(error::TuftoolSnafu)?;
+    shared::move_into_layout(&out, &metadata_dir, &args.outdir.join("targets"))?;
+    Ok(RefreshReport {
+        roles: args.roles,
+        metadata_dir,
+        signed: report.signed,
+        expirations,
+    })
+}

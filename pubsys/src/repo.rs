@@ -1,0 +1,293 @@
+//! What the repository commands share: where a repository lives (from `Infra.toml` and the
+//! command line), which keys sign it, loading it and its `manifest.json`, and moving a signed
+//! result into the reference output layout (`<outdir>/<variant>/<arch>/` for metadata,
+//! `<outdir>/targets/` for targets).
+//!
+//! Signing itself is the `tuftool` library's job; pubsys never runs the tuftool binary.
+
+use crate::config::infra::{RepoConfig, SigningKeyConfig};
+use crate::error::{self, Result};
+use snafu::{OptionExt, ResultExt, ensure};
+use std::path::{Path, PathBuf};
+use tough::{Repository, TargetName, Transport, TransportErrorKind};
+use tuftool::keys::KeySource;
+use tuftool::repo::RepoLocation;
+use update_metadata::Manifest;
+use url::Url;
+
+/// The target name of the manifest in every repository.
+pub const MANIFEST_TARGET: &str = "manifest.json";
+
+/// The key sources to sign with: the command line's, else the repository's `signing_keys`,
+/// else the default key file if it exists.
+pub fn signing_keys(
+    cli_keys: &[KeySource],
+    repo: &RepoConfig,
+    repo_name: &str,
+    default_key_path: Option<&Path>,
+) -> Result<Vec<KeySource>> {
+    if !cli_keys.is_empty() {
+        return Ok(cli_keys.to_vec());
+    }
+    if !repo.signing_keys.is_empty() {
+        return Ok(repo.signing_keys.iter().map(key_source).collect());
+    }
+    match default_key_path {
+        Some(path) if path.exists() => Ok(vec![KeySource::File {
+            path: path.to_owned(),
+        }]),
+        _ => error::NoSigningKeySnafu { repo: repo_name }.fail(),
+    }
+}
+
+/// An `Infra.toml` key source as a tuftool key source.
+pub fn key_source(config: &SigningKeyConfig) -> KeySource {
+    match config {
+        SigningKeyConfig::File { path } => KeySource::File { path: path.clone() },
+        SigningKeyConfig::Kms {
+            key_id,
+            available_keys,
+            ..
+        } => KeySource::Kms {
+            profile: None,
+            key_id: key_id
+                .clone()
+                .or_else(|| available_keys.keys().next().cloned())
+                .unwrap_or_default(),
+        },
+        SigningKeyConfig::Ssm { parameter } => KeySource::Ssm {
+            profile: None,
+            parameter: parameter.clone(),
+            kms_key_id: None,
+        },
+    }
+}
+
+/// A URL that names a folder: ends with `/`, so names join below it.
+pub fn folder_url(mut url: Url) -> Url {
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    url
+}
+
+/// Where the repository for one variant and arch is published, if the repository config says
+/// so (both `metadata_base_url` and `targets_url`).
+pub fn published_location(
+    repo: &RepoConfig,
+    root: &Path,
+    variant: &str,
+    arch: &str,
+    allow_expired: bool,
+) -> Result<Option<RepoLocation>> {
+    let (Some(base), Some(targets)) = (&repo.metadata_base_url, &repo.targets_url) else {
+        return Ok(None);
+    };
+    let metadata_url = folder_url(base.clone())
+        .join(&format!("{variant}/{arch}/"))
+        .ok()
+        .context(error::BadUrlSnafu {
+            url: base.to_string(),
+        })?;
+    Ok(Some(RepoLocation {
+        root: root.to_owned(),
+        metadata_url,
+        targets_url: Some(folder_url(targets.clone())),
+        allow_expired,
+    }))
+}
+
+/// Whether a repository has been published at `location` (its `timestamp.json` exists).
+/// Any answer but "found" or "not found" is an error: a signature, expiry or network problem
+/// must never make us start a fresh repository over a published one.
+pub async fn is_published(location: &RepoLocation) -> Result<bool> {
+    let url = location
+        .metadata_url
+        .join("timestamp.json")
+        .ok()
+        .context(error::BadUrlSnafu {
+            url: location.metadata_url.to_string(),
+        })?;
+    match tough::DefaultTransport::new().fetch(url.clone()).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == TransportErrorKind::FileNotFound => Ok(false),
+        Err(source) => Err(error::Error::ProbeRepo {
+            url: url.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Load and verify a published repository (root chain, signatures, expiry unless allowed).
+pub async fn load(location: &RepoLocation) -> Result<Repository> {
+    tuftool::repo::load_repo(location)
+        .await
+        .context(error::TuftoolSnafu)
+}
+
+/// Read and parse the repository's `manifest.json` target (verified by tough).
+pub async fn read_manifest(repo: &Repository, origin: &Url) -> Result<Manifest> {
+    let name = TargetName::new(MANIFEST_TARGET)
+        .ok()
+        .context(error::BadUrlSnafu {
+            url: MANIFEST_TARGET,
+        })?;
+    let stream = repo
+        .read_target(&name)
+        .await
+        .context(error::ReadTargetSnafu {
+            name: MANIFEST_TARGET,
+        })?
+        .context(error::MissingManifestSnafu {
+            url: origin.to_string(),
+        })?;
+    let bytes = tough::IntoVec::into_vec(stream)
+        .await
+        .context(error::ReadTargetSnafu {
+            name: MANIFEST_TARGET,
+        })?;
+    Manifest::from_slice(&bytes, &format!("{origin}{MANIFEST_TARGET}"))
+        .context(error::MetadataSnafu)
+}
+
+/// Move a tuftool output folder (`metadata/`, `targets/`) into the reference layout:
+/// metadata into `metadata_dir` (which must not exist yet), targets merged into `targets_dir`
+/// (an existing file of the same name is kept only if identical).
+pub fn move_into_layout(
+    staged: &Path,
+    metadata_dir: &Path,
+    targets_dir: &Path,
+) -> Result<Vec<PathBuf>> {
+    ensure!(
+        !metadata_dir.exists(),
+        error::OutputExistsSnafu { path: metadata_dir }
+    );
+    let parent = metadata_dir
+        .parent()
+        .context(error::OutputExistsSnafu { path: metadata_dir })?;
+    std::fs::create_dir_all(parent).context(error::WriteOutputSnafu { path: parent })?;
+    std::fs::create_dir_all(targets_dir).context(error::WriteOutputSnafu { path: targets_dir })?;
+    let mut moved = Vec::new();
+    let staged_targets = staged.join("targets");
+    if staged_targets.exists() {
+        let entries = std::fs::read_dir(&staged_targets).context(error::WriteOutputSnafu {
+            path: &staged_targets,
+        })?;
+        for entry in entries {
+            let entry = entry.context(error::WriteOutputSnafu {
+                path: &staged_targets,
+            })?;
+            let destination = targets_dir.join(entry.file_name());
+            if destination.exists() {
+                let same = std::fs::read(&destination).ok() == std::fs::read(entry.path()).ok();
+                ensure!(same, error::TargetConflictSnafu { path: &destination });
+                continue;
+            }
+            std::fs::rename(entry.path(), &destination)
+                .context(error::WriteOutputSnafu { path: &destination })?;
+            moved.push(destination);
+        }
+    }
+    let staged_metadata = staged.join("metadata");
+    std::fs::rename(&staged_metadata, metadata_dir)
+        .context(error::WriteOutputSnafu { path: metadata_dir })?;
+    moved.push(metadata_dir.to_owned());
+    Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{folder_url, key_source, signing_keys};
+    use crate::config::infra::{RepoConfig, SigningKeyConfig};
+    use tuftool::keys::KeySource;
+
+    #[test]
+    fn key_precedence_cli_then_infra_then_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let default = dir.path().join("default.pem");
+        let infra = RepoConfig {
+            signing_keys: vec![SigningKeyConfig::Ssm {
+                parameter: "/k".into(),
+            }],
+            ..RepoConfig::default()
+        };
+        let cli = [KeySource::File {
+            path: "cli.pem".into(),
+        }];
+        assert_eq!(
+            signing_keys(&cli, &infra, "r", Some(&default))
+                .unwrap()
+                .len(),
+            1
+        );
+        let from_infra = signing_keys(&[], &infra, "r", Some(&default)).unwrap();
+        assert_eq!(
+            from_infra[0].to_string(),
+            key_source(&infra.signing_keys[0]).to_string()
+        );
+        let error =
+            signing_keys(&[], &RepoConfig::default(), "release", Some(&default)).unwrap_err();
+        assert!(error.to_string().contains("release"), "{error}");
+        std::fs::write(&default, "x").unwrap();
+        assert!(signing_keys(&[], &RepoConfig::default(), "r", Some(&default)).is_ok());
+    }
+
+    #[test]
+    fn folder_urls_end_with_a_slash() {
+        let url = folder_url("https://example.com/repo".parse().unwrap());
+        assert_eq!(
+            url.join("aws-dev/x86_64/").unwrap().as_str(),
+            "https://example.com/repo/aws-dev/x86_64/"
+        );
+    }
+}
+
+/// Which published repository a command works on.
+#[derive(Debug, clap::Args)]
+pub struct LocationArgs {
+    /// Repository name in Infra.toml ([repo.NAME]); gives the URLs unless overridden
+    #[arg(long, default_value = "default")]
+    pub repo: String,
+
+    /// Variant name
+    #[arg(long)]
+    pub variant: String,
+
+    /// Architecture
+    #[arg(long)]
+    pub arch: update_metadata::Arch,
+
+    /// Trusted root.json of the repository
+    #[arg(long, value_name = "PATH")]
+    pub root_role_path: PathBuf,
+
+    /// Metadata base URL (file://, http(s)://); overrides Infra.toml's metadata_base_url
+    #[arg(long, value_name = "URL")]
+    pub metadata_base_url: Option<Url>,
+
+    /// Targets URL; overrides Infra.toml's targets_url
+    #[arg(long, value_name = "URL")]
+    pub targets_url: Option<Url>,
+}
+
+impl LocationArgs {
+    /// The repository location, from the flags or `Infra.toml`.
+    pub fn location(&self, context: &crate::Context, allow_expired: bool) -> Result<RepoLocation> {
+        let mut config = context.infra.repo(&self.repo);
+        if let Some(url) = &self.metadata_base_url {
+            config.metadata_base_url = Some(url.clone());
+        }
+        if let Some(url) = &self.targets_url {
+            config.targets_url = Some(url.clone());
+        }
+        published_location(
+            &config,
+            &self.root_role_path,
+            &self.variant,
+            self.arch.as_str(),
+            allow_expired,
+        )?
+        .context(error::NoRepoLocationSnafu { repo: &self.repo })
+    }
+}

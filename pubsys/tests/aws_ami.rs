@@ -1,0 +1,394 @@
+//! `pubsys ami`, `publish-ami` and `validate-ami` against the moto server.
+//!
+//! moto keeps only name and description from RegisterImage, so registration properties are
+//! checked on the request pubsys sent (recorded by the proxy); uploaded content is checked
+//! byte for byte with GetSnapshotBlock; idempotency by counting AMIs per region by name.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod aws_common;
+
+use aws_common::{BLOCK, FAST, World, images_named, json, sparse_image};
+use std::time::{Duration, Instant};
+use test_support::proxy::{Action, Rule};
+
+const REGIONS: &str = "us-west-2,us-east-1,eu-west-1";
+
+fn ami_args<'a>(world: &'a World, image: &'a str, out: &'a str, name: &'a str) -> Vec<String> {
+    let _ = world;
+    let mut args: Vec<String> = [
+        "ami",
+        "--os-image",
+        image,
+        "--name",
+        name,
+        "--regions",
+        REGIONS,
+        "--ami-output",
+        out,
+        "--poll-interval",
+        "50ms",
+        "--no-progress",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(FAST.iter().map(|s| s.to_string()));
+    args
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ami_uploads_registers_copies_and_reruns_without_duplicates() {
+    let world = World::new();
+    let image = world.path("os.img");
+    // 64 MiB, three non-zero blocks including a short tail-free last block.
+    sparse_image(&image, 64 << 20, &[(0, 0xAA), (5, 0x01), (127, 0x7F)]);
+    let out = world.path("amis.json");
+    let name = "bottlerocket-aws-test-x86_64-v1.0.0-abc";
+    let mut args = ami_args(&world, image.to_str().unwrap(), out.to_str().unwrap(), name);
+    args.extend(
+        [
+            "--tag",
+            "team=os",
+            "--imdsv2",
+            "--tpm",
+            "--boot-mode",
+            "uefi-preferred",
+            "--volume-type",
+            "gp3",
+            "--os-volume-size",
+            "4",
+            "--deprecation-time",
+            "2030-01-01T00:00:00Z",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = world.run(&args);
+    assert!(output.status.success());
+
+    // amis.json: every region, same name, private.
+    let amis = json(&out);
+    let regions = amis.as_object().unwrap();
+    assert_eq!(regions.len(), 3, "{amis}");
+    for (_, image) in regions {
+        assert_eq!(image["name"], name);
+        assert_eq!(image["public"], false);
+        assert!(image["id"].as_str().unwrap().starts_with("ami-"));
+    }
+
+    // What was sent: three blocks, each with its SHA-256; completion with the count and the
+    // linear aggregate.
+    assert_eq!(world.sent("StartSnapshot"), 1);
+    let blocks = world.proxy.forwarded("PutSnapshotBlock");
+    assert_eq!(blocks.len(), 3);
+    let complete = &world.proxy.forwarded("CompleteSnapshot")[0];
+    assert_eq!(complete.header("x-amz-ChangedBlocksCount"), Some("3"));
+    assert_eq!(
+        complete.header("x-amz-Checksum-Aggregation-Method"),
+        Some("LINEAR")
+    );
+    let data = std::fs::read(&image).unwrap();
+    let digests: Vec<[u8; 32]> = [0u64, 5, 127]
+        .iter()
+        .map(|&i| {
+            pubsys::aws::snapshot::sha256(&data[(i * BLOCK) as usize..((i + 1) * BLOCK) as usize])
+        })
+        .collect();
+    assert_eq!(
+        complete.header("x-amz-Checksum"),
+        Some(pubsys::aws::snapshot::base64(&pubsys::aws::snapshot::aggregate(&digests)).as_str())
+    );
+    for block in &blocks {
+        let index: u64 = block.path.rsplit('/').next().unwrap().parse().unwrap();
+        let expected = pubsys::aws::snapshot::base64(&pubsys::aws::snapshot::sha256(
+            &data[(index * BLOCK) as usize..((index + 1) * BLOCK) as usize],
+        ));
+        assert_eq!(block.header("x-amz-Checksum"), Some(expected.as_str()));
+        assert_eq!(block.header("x-amz-Checksum-Algorithm"), Some("SHA256"));
+    }
+
+    // The stored content, byte for byte.
+    let aws = world.aws().await;
+    let snapshot_id = blocks[0].path.split('/').nth(2).unwrap().to_owned();
+    let ebs = aws.ebs("us-west-2").await.unwrap();
+    let listed = ebs
+        .list_snapshot_blocks()
+        .snapshot_id(&snapshot_id)
+        .send()
+        .await
+        .unwrap();
+    for block in listed.blocks() {
+        let index = block.block_index().unwrap() as u64;
+        let got = ebs
+            .get_snapshot_block()
+            .snapshot_id(&snapshot_id)
+            .block_index(index as i32)
+            .block_token(block.block_token().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let bytes = got.block_data.collect().await.unwrap().into_bytes();
+        assert_eq!(
+            &bytes[..],
+            &data[(index * BLOCK) as usize..((index + 1) * BLOCK) as usize]
+        );
+    }
+
+    // Registration properties, as sent.
+    let register = &world.proxy.forwarded("RegisterImage")[0];
+    for (key, value) in [
+        ("Name", name),
+        ("Architecture", "x86_64"),
+        ("RootDeviceName", "/dev/xvda"),
+        ("VirtualizationType", "hvm"),
+        ("EnaSupport", "true"),
+        ("SriovNetSupport", "simple"),
+        ("BootMode", "uefi-preferred"),
+        ("ImdsSupport", "v2.0"),
+        ("TpmSupport", "v2.0"),
+        ("BlockDeviceMapping.1.DeviceName", "/dev/xvda"),
+        ("BlockDeviceMapping.1.Ebs.VolumeType", "gp3"),
+        ("BlockDeviceMapping.1.Ebs.VolumeSize", "4"),
+        ("BlockDeviceMapping.1.Ebs.SnapshotId", snapshot_id.as_str()),
+        ("BlockDeviceMapping.1.Ebs.DeleteOnTermination", "true"),
+    ] {
+        assert_eq!(register.param(key).as_deref(), Some(value), "{key}");
+    }
+    let copies = world.proxy.forwarded("CopyImage");
+    assert_eq!(copies.len(), 2);
+    for copy in &copies {
+        assert_eq!(copy.param("SourceRegion").as_deref(), Some("us-west-2"));
+        assert!(copy.param("ClientToken").is_some());
+    }
+    assert_eq!(world.sent("EnableImageDeprecation"), 3);
+    let tagged = world
+        .proxy
+        .forwarded("CreateTags")
+        .iter()
+        .filter(|r| r.body_text().contains("team"))
+        .count();
+    assert!(tagged >= 3, "tags applied in every region");
+
+    // One AMI per region.
+    for region in REGIONS.split(',') {
+        assert_eq!(images_named(&aws, region, name).await.len(), 1, "{region}");
+    }
+
+    // A re-run finds everything by name: no upload, registration or copy.
+    world.proxy.clear_log();
+    let ids_before = amis.clone();
+    let output = world.run(&args);
+    assert!(output.status.success());
+    assert_eq!(world.sent("StartSnapshot"), 0);
+    assert_eq!(world.sent("RegisterImage"), 0);
+    assert_eq!(world.sent("CopyImage"), 0);
+    assert_eq!(json(&out), ids_before);
+    for region in REGIONS.split(',') {
+        assert_eq!(images_named(&aws, region, name).await.len(), 1, "{region}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_during_the_copies_is_finished_by_a_rerun() {
+    // The second CopyImage hangs, so the run is killed with one copy done and one in flight.
+    let world = World::with_rules(vec![
+        Rule::always(Action::Delay(Duration::from_secs(120)))
+            .operation("CopyImage")
+            .after(1),
+    ]);
+    let image = world.path("os.img");
+    sparse_image(&image, 8 << 20, &[(1, 0x11)]);
+    let out = world.path("amis.json");
+    let name = "crash-test";
+    let mut args = ami_args(&world, image.to_str().unwrap(), out.to_str().unwrap(), name);
+    args.extend(
+        [
+            "--copy-concurrency",
+            "1",
+            "--regions",
+            "us-west-2,us-east-1,eu-west-1,ap-south-1",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = world
+        .pubsys()
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // Regions other than the base that were looked at: two means the second copy began.
+        let copies = world
+            .proxy
+            .requests()
+            .iter()
+            .filter(|r| r.operation == "DescribeImages" && r.region != "us-west-2")
+            .map(|r| r.region.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let recorded = out.exists() && json(&out).as_object().map(|o| o.len()).unwrap_or(0) >= 2;
+        if recorded && copies >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first copy never finished");
+        assert!(child.try_wait().unwrap().is_none(), "pubsys ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(json(&out).as_object().unwrap().len() < 4);
+
+    world.proxy.set_rules(Vec::new());
+    world.proxy.clear_log();
+    let output = world.run(&args);
+    assert!(output.status.success());
+    assert_eq!(world.sent("StartSnapshot"), 0, "the snapshot is reused");
+    assert_eq!(world.sent("RegisterImage"), 0, "the AMI is reused");
+    let amis = json(&out);
+    assert_eq!(amis.as_object().unwrap().len(), 4, "{amis}");
+    let aws = world.aws().await;
+    for region in ["us-west-2", "us-east-1", "eu-west-1", "ap-south-1"] {
+        let ids = images_named(&aws, region, name).await;
+        assert_eq!(ids.len(), 1, "{region}: {ids:?}");
+        assert_eq!(amis[region]["id"], ids[0].as_str());
+    }
+    // Exactly one snapshot carries the upload.
+    let ec2 = aws.ec2("us-west-2").await.unwrap();
+    let snapshots = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:pubsys:ami-name")
+                .values(name)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(snapshots.snapshots().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_ami_grants_revokes_and_merges_and_validate_ami_checks() {
+    let world = World::new();
+    let image = world.path("os.img");
+    sparse_image(&image, 4 << 20, &[(0, 1)]);
+    let out = world.path("amis.json");
+    let args = ami_args(
+        &world,
+        image.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "perm-test",
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(world.run(&args).status.success());
+    let out_s = out.to_str().unwrap();
+
+    let mut grant = vec![
+        "publish-ami",
+        "--ami-input",
+        out_s,
+        "--grant",
+        "--group-names",
+        "all",
+        "--user-ids",
+        "111122223333",
+        "--regions",
+        "us-east-1",
+        "--poll-interval",
+        "50ms",
+    ];
+    grant.extend(FAST);
+    assert!(world.run(&grant).status.success());
+    let amis = json(&out);
+    assert_eq!(amis.as_object().unwrap().len(), 3, "other regions kept");
+    assert_eq!(amis["us-east-1"]["public"], true);
+    let permissions = amis["us-east-1"]["launch_permissions"].as_array().unwrap();
+    assert!(permissions.contains(&serde_json::json!({"group": "all"})));
+    assert!(permissions.contains(&serde_json::json!({"userid": "111122223333"})));
+    assert_eq!(amis["us-west-2"]["public"], false);
+    // Snapshots shared in the flat form AWS and moto both honour.
+    let shared = world.proxy.forwarded("ModifySnapshotAttribute");
+    assert!(!shared.is_empty());
+    assert_eq!(shared[0].param("UserId.1").as_deref(), Some("111122223333"));
+    assert_eq!(shared[0].param("UserGroup.1").as_deref(), Some("all"));
+    assert_eq!(shared[0].param("OperationType").as_deref(), Some("add"));
+
+    // validate-ami agrees with the file.
+    let mut validate = vec!["validate-ami", "--expected-amis-path", out_s, "--json"];
+    validate.extend(FAST);
+    let output = world.run(&validate);
+    assert_eq!(output.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["us-east-1"]["correct"], 1);
+    assert_eq!(report["us-west-2"]["incorrect"], 0);
+
+    // Revoke public: the file follows, still with every region.
+    let mut revoke = grant.clone();
+    revoke[3] = "--revoke";
+    assert!(world.run(&revoke).status.success());
+    let amis = json(&out);
+    assert_eq!(amis.as_object().unwrap().len(), 3);
+    assert_eq!(amis["us-east-1"]["public"], false);
+    assert_eq!(
+        amis["us-east-1"]["launch_permissions"],
+        serde_json::json!([])
+    );
+
+    // A wrong expectation and a missing AMI: exit 3, results written.
+    let mut expected = amis.clone();
+    expected["us-east-1"]["public"] = serde_json::json!(true);
+    expected["eu-west-1"]["id"] = serde_json::json!("ami-00000000000000000");
+    let expected_path = world.path("expected.json");
+    std::fs::write(&expected_path, expected.to_string()).unwrap();
+    let results = world.path("results.json");
+    let mut validate = vec![
+        "validate-ami",
+        "--expected-amis-path",
+        expected_path.to_str().unwrap(),
+        "--write-results-path",
+        results.to_str().unwrap(),
+        "--write-results-filter",
+        "Incorrect",
+        "--write-results-filter",
+        "Missing",
+        "--json",
+    ];
+    validate.extend(FAST);
+    let output = world.run(&validate);
+    assert_eq!(output.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["us-east-1"]["incorrect"], 1);
+    assert_eq!(report["eu-west-1"]["missing"], 1);
+    assert_eq!(report["us-west-2"]["correct"], 1);
+    let written = json(&results);
+    assert_eq!(written.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn bad_input_is_refused_before_any_call() {
+    let world = World::new();
+    let out = world.path("amis.json");
+    std::fs::write(&out, "{}").unwrap();
+    let output = world.run(&[
+        "publish-ami",
+        "--ami-input",
+        out.to_str().unwrap(),
+        "--grant",
+        "--group-names",
+        "all",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("lists no AMIs"));
+    let output = world.run(&["ami", "--os-image", "/nonexistent", "--name", "x"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("No regions"));
+    assert!(world.proxy.requests().is_empty());
+}
