@@ -33,6 +33,23 @@ pub enum Command {
     /// set-migrations, set-max-version, validate)
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// Sign a release (images, manifest with waves and migrations) into the TUF repository of
+    /// its variant and arch: a new one, or the published one extended
+    Repo(crate::commands::repo::RepoArgs),
+    /// Build a variant's disk images and update artifacts (image-builder) from a variant
+    /// definition TOML
+    Build(crate::commands::build::BuildArgs),
+    /// Make sure a repository has a trusted root and a signing key, creating them if needed
+    Setup(crate::commands::setup::SetupArgs),
+    /// Verify a published repository (and with --validate-targets every target); exit 3 on
+    /// problems
+    ValidateRepo(crate::commands::validate_repo::ValidateRepoArgs),
+    /// List when each role of a published repository expires; exit 3 if any expires before
+    /// the limit
+    CheckRepoExpirations(crate::commands::check_repo_expirations::CheckExpirationsArgs),
+    /// Re-sign a published repository with new expirations (all roles, or only
+    /// snapshot+timestamp, or only timestamp)
+    RefreshRepo(crate::commands::refresh_repo::RefreshRepoArgs),
     /// AMIs, launch permissions and SSM parameters on AWS.
     #[command(flatten)]
     Aws(crate::aws::AwsCommand),

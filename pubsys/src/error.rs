@@ -48,6 +48,172 @@ pub enum Error {
         source: Box<crate::aws::Error>,
     },
 
+    /// A tuftool library operation (load, sign, write a repository) failed.
+    #[snafu(display("TUF repository operation failed"))]
+    Tuftool {
+        /// tuftool's error.
+        #[snafu(source(from(tuftool::Error, Box::new)))]
+        source: Box<tuftool::Error>,
+    },
+
+    /// Probing a repository location failed for a reason other than "not found".
+    #[snafu(display("Failed to check for a repository at {url}"))]
+    ProbeRepo {
+        /// The URL probed.
+        url: String,
+        /// The transport error.
+        source: tough::TransportError,
+    },
+
+    /// A URL could not be built.
+    #[snafu(display("Bad URL {url}"))]
+    BadUrl {
+        /// The URL or part.
+        url: String,
+    },
+
+    /// Reading a target of the repository failed.
+    #[snafu(display("Failed to read target {name}"))]
+    ReadTarget {
+        /// The target name.
+        name: String,
+        /// tough's error.
+        source: tough::error::Error,
+    },
+
+    /// The repository has no manifest.json target.
+    #[snafu(display("The repository at {url} has no manifest.json target"))]
+    MissingManifest {
+        /// Metadata URL.
+        url: String,
+    },
+
+    /// No signing key configured.
+    #[snafu(display(
+        "No signing key for repository '{repo}': give --signing-key, set signing_keys in Infra.toml, or pass an existing --default-key-path"
+    ))]
+    NoSigningKey {
+        /// Repository name.
+        repo: String,
+    },
+
+    /// Something needed to describe the release is missing.
+    #[snafu(display("Missing {what}: give it as a flag or through --build-report"))]
+    MissingReleaseInput {
+        /// What is missing.
+        what: String,
+    },
+
+    /// The build report could not be parsed.
+    #[snafu(display("Failed to parse build report {}", path.display()))]
+    ParseBuildReport {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+
+    /// Two inputs would publish the same target name.
+    #[snafu(display("Two inputs would both be published as target '{name}'"))]
+    DuplicateTargetName {
+        /// The target name.
+        name: String,
+    },
+
+    /// The output folder already holds what this run would write.
+    #[snafu(display("{} already exists; choose another --outdir or remove it", path.display()))]
+    OutputExists {
+        /// The path.
+        path: std::path::PathBuf,
+    },
+
+    /// Writing the output failed.
+    #[snafu(display("Failed to write {}", path.display()))]
+    WriteOutput {
+        /// The path.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// A target file already in the output differs from the one this run publishes.
+    #[snafu(display("{} already exists with different content", path.display()))]
+    TargetConflict {
+        /// The path.
+        path: std::path::PathBuf,
+    },
+
+    /// A root's SHA-512 differs from the one in Infra.toml.
+    #[snafu(display("The root at {what} has SHA-512 {actual}, but Infra.toml expects {expected}"))]
+    RootHashMismatch {
+        /// Where the root came from.
+        what: String,
+        /// Expected hash.
+        expected: String,
+        /// Actual hash.
+        actual: String,
+    },
+
+    /// `root_role_url` and `root_role_sha512` must be given together.
+    #[snafu(display(
+        "Repository '{repo}' needs both root_role_url and root_role_sha512, or neither"
+    ))]
+    RootUrlWithoutHash {
+        /// Repository name.
+        repo: String,
+    },
+
+    /// No URLs for a published repository.
+    #[snafu(display(
+        "No published location for repository '{repo}': set metadata_base_url and targets_url in Infra.toml, or pass --metadata-base-url and --targets-url"
+    ))]
+    NoRepoLocation {
+        /// Repository name.
+        repo: String,
+    },
+
+    /// The variant definition is not valid TOML of the expected shape.
+    #[snafu(display("Failed to parse variant definition {}", path.display()))]
+    ParseVariant {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The parse error.
+        source: toml::de::Error,
+    },
+
+    /// The variant definition has a bad value.
+    #[snafu(display("Bad variant definition: {reason}"))]
+    BadVariant {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The image build failed.
+    #[snafu(display("Image build failed"))]
+    ImageBuilder {
+        /// image-builder's error.
+        #[snafu(source(from(image_builder::Error, Box::new)))]
+        source: Box<image_builder::Error>,
+    },
+
+    /// A blocking task panicked or was cancelled.
+    #[snafu(display("A background task failed"))]
+    Join {
+        /// The join error.
+        source: tokio::task::JoinError,
+    },
+
+    /// Signing would produce already-expired metadata.
+    #[snafu(display(
+        "The {role} role would expire at {expires}, which is already past; check the release start time and the expiration policy"
+    ))]
+    ExpiresInPast {
+        /// Role.
+        role: String,
+        /// The expiry.
+        expires: jiff::Timestamp,
+    },
+
     /// `manifest init` would overwrite a file.
     #[snafu(display("{} already exists; use --force to overwrite it", path.display()))]
     ManifestExists {

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod repo;
 
 pub use error::{Error, Result};
 
@@ -26,6 +27,18 @@ pub enum Outcome {
     Waves(commands::waves::WavesReport),
     /// `pubsys manifest …`.
     Manifest(commands::manifest::ManifestReport),
+    /// `pubsys repo`.
+    Repo(commands::repo::RepoReport),
+    /// `pubsys setup`.
+    Setup(commands::setup::SetupReport),
+    /// `pubsys build`.
+    Build(Box<commands::build::BuildOutcome>),
+    /// `pubsys validate-repo`.
+    ValidateRepo(commands::validate_repo::ValidateRepoReport),
+    /// `pubsys check-repo-expirations`.
+    CheckRepoExpirations(commands::check_repo_expirations::ExpirationsReport),
+    /// `pubsys refresh-repo`.
+    RefreshRepo(commands::refresh_repo::RefreshReport),
     /// The AWS commands (`ami`, `publish-ami`, `ssm`, `promote-ssm`, `validate-*`).
     Aws(aws::AwsReport),
 }
@@ -36,6 +49,12 @@ impl Outcome {
         match self {
             Outcome::Waves(report) => report.to_string(),
             Outcome::Manifest(report) => report.to_string(),
+            Outcome::Repo(report) => report.to_string(),
+            Outcome::Setup(report) => report.to_string(),
+            Outcome::Build(report) => report.to_string(),
+            Outcome::ValidateRepo(report) => report.to_string(),
+            Outcome::CheckRepoExpirations(report) => report.to_string(),
+            Outcome::RefreshRepo(report) => report.to_string(),
             Outcome::Aws(report) => report.to_string(),
         }
     }
@@ -45,6 +64,12 @@ impl Outcome {
         match self {
             Outcome::Waves(report) => serde_json::to_value(report),
             Outcome::Manifest(report) => serde_json::to_value(report),
+            Outcome::Repo(report) => serde_json::to_value(report),
+            Outcome::Setup(report) => serde_json::to_value(report),
+            Outcome::Build(report) => serde_json::to_value(report),
+            Outcome::ValidateRepo(report) => serde_json::to_value(report),
+            Outcome::CheckRepoExpirations(report) => serde_json::to_value(report),
+            Outcome::RefreshRepo(report) => serde_json::to_value(report),
             Outcome::Aws(report) => serde_json::to_value(report),
         }
     }
@@ -53,6 +78,12 @@ impl Outcome {
     pub fn exit_code(&self) -> u8 {
         match self {
             Outcome::Manifest(report) if !report.problems.is_empty() => {
+                cli_support::exit::VALIDATION_FAILED
+            }
+            Outcome::ValidateRepo(report) if !report.problems.is_empty() => {
+                cli_support::exit::VALIDATION_FAILED
+            }
+            Outcome::CheckRepoExpirations(report) if report.has_problems() => {
                 cli_support::exit::VALIDATION_FAILED
             }
             Outcome::Aws(report) => report.exit_code(),
@@ -84,6 +115,24 @@ pub async fn run(cli: &Cli, now: Timestamp) -> Result<Outcome> {
             commands::waves::run(args, now).map(Outcome::Waves)
         }
         Command::Manifest(command) => commands::manifest::run(command, now).map(Outcome::Manifest),
+        Command::Repo(args) => commands::repo::run(args, &context).await.map(Outcome::Repo),
+        Command::Build(args) => commands::build::run(args)
+            .await
+            .map(|b| Outcome::Build(Box::new(b))),
+        Command::Setup(args) => commands::setup::run(args, &context)
+            .await
+            .map(Outcome::Setup),
+        Command::ValidateRepo(args) => commands::validate_repo::run(args, &context)
+            .await
+            .map(Outcome::ValidateRepo),
+        Command::CheckRepoExpirations(args) => {
+            commands::check_repo_expirations::run(args, &context)
+                .await
+                .map(Outcome::CheckRepoExpirations)
+        }
+        Command::RefreshRepo(args) => commands::refresh_repo::run(args, &context)
+            .await
+            .map(Outcome::RefreshRepo),
         Command::Aws(command) => aws::run(command, &context)
             .await
             .map(Outcome::Aws)
