@@ -256,7 +256,8 @@ async fn a_run_killed_during_the_copies_is_finished_by_a_rerun() {
         assert_eq!(ids.len(), 1, "{region}: {ids:?}");
         assert_eq!(amis[region]["id"], ids[0].as_str());
     }
-    // Exactly one snapshot carries the upload.
+    // Exactly one snapshot carries the upload (moto's own snapshot behind the registered AMI
+    // gets the name tag too, but not the upload's volume tag).
     let ec2 = aws.ec2("us-west-2").await.unwrap();
     let snapshots = ec2
         .describe_snapshots()
@@ -265,6 +266,12 @@ async fn a_run_killed_during_the_copies_is_finished_by_a_rerun() {
             aws_sdk_ec2::types::Filter::builder()
                 .name("tag:pubsys:ami-name")
                 .values(name)
+                .build(),
+        )
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:pubsys:volume")
+                .values("os")
                 .build(),
         )
         .send()
