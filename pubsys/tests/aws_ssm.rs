@@ -249,7 +249,9 @@ async fn private_amis_never_reach_the_public_namespace() {
     // (Each refused put is retried, so count by content, not calls.)
     assert!(!typed.is_empty());
     assert!(
-        typed.iter().all(|b| b.contains(&image_id) && b.contains("/image_id")),
+        typed
+            .iter()
+            .all(|b| b.contains(&image_id) && b.contains("/image_id")),
         "only the image_id parameter is typed: {typed:?}"
     );
 }
