@@ -52,6 +52,8 @@ fn bench_sixteen_regions_against_one_with_100ms_latency() {
     let image = world.path("os.img");
     sparse_image(&image, 64 << 20, &[(0, 1), (64, 2), (127, 3)]);
     let image = image.to_str().unwrap();
+    // Warm-up: moto builds an account's per-region backends on first use.
+    publish(&world, image, "bench-warm", SIXTEEN);
     let one = publish(&world, image, "bench-one", "us-west-2");
     let sixteen = publish(&world, image, "bench-sixteen", SIXTEEN);
     println!(
