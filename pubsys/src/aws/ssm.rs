@@ -260,7 +260,7 @@ pub async fn check_public(aws: &AwsContext, desired: &[Desired]) -> Result<()> {
                 .or_insert_with(|| d.name.clone());
         }
     }
-    stream::iter(checks.into_iter())
+    stream::iter(checks)
         .map(|((region, image_id), name)| async move {
             let ec2 = aws.ec2(&region).await.context(error::ClientSnafu {
                 region: region.as_str(),
