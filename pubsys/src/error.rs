@@ -29,7 +29,8 @@ pub enum Error {
         /// Where it came from.
         origin: String,
         /// The parse error.
-        source: toml::de::Error,
+        #[snafu(source(from(toml::de::Error, Box::new)))]
+        source: Box<toml::de::Error>,
     },
 
     /// The expiration policy is not valid.
@@ -38,7 +39,8 @@ pub enum Error {
         /// Where it came from.
         origin: String,
         /// The parse error.
-        source: toml::de::Error,
+        #[snafu(source(from(toml::de::Error, Box::new)))]
+        source: Box<toml::de::Error>,
     },
 
     /// An AWS command failed.
@@ -62,7 +64,8 @@ pub enum Error {
         /// The URL probed.
         url: String,
         /// The transport error.
-        source: tough::TransportError,
+        #[snafu(source(from(tough::TransportError, Box::new)))]
+        source: Box<tough::TransportError>,
     },
 
     /// A URL could not be built.
@@ -78,7 +81,8 @@ pub enum Error {
         /// The target name.
         name: String,
         /// tough's error.
-        source: tough::error::Error,
+        #[snafu(source(from(tough::error::Error, Box::new)))]
+        source: Box<tough::error::Error>,
     },
 
     /// The repository has no manifest.json target.
@@ -178,7 +182,8 @@ pub enum Error {
         /// The file.
         path: std::path::PathBuf,
         /// The parse error.
-        source: toml::de::Error,
+        #[snafu(source(from(toml::de::Error, Box::new)))]
+        source: Box<toml::de::Error>,
     },
 
     /// The variant definition has a bad value.

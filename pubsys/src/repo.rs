@@ -114,7 +114,7 @@ pub async fn is_published(location: &RepoLocation) -> Result<bool> {
         Err(e) if e.kind() == TransportErrorKind::FileNotFound => Ok(false),
         Err(source) => Err(error::Error::ProbeRepo {
             url: url.to_string(),
-            source,
+            source: Box::new(source),
         }),
     }
 }
