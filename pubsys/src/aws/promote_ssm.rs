@@ -38,7 +38,7 @@ pub struct PromoteSsmArgs {
     #[arg(long)]
     pub target: String,
 
-    /// Parameter templates (TOML, [[parameter]] entries)
+    /// Parameter templates (TOML, `[[parameter]]` entries)
     #[arg(long, value_name = "PATH")]
     pub template_path: PathBuf,
 

@@ -48,7 +48,7 @@ pub struct SsmArgs {
     #[arg(long)]
     pub version: String,
 
-    /// Parameter templates (TOML, [[parameter]] entries)
+    /// Parameter templates (TOML, `[[parameter]]` entries)
     #[arg(long, value_name = "PATH")]
     pub template_path: PathBuf,
 

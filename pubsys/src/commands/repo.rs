@@ -72,7 +72,7 @@ pub struct RepoArgs {
     #[arg(long, value_name = "PATH")]
     pub repo_expiration_policy_path: PathBuf,
 
-    /// Release.toml; its [migrations] table replaces the manifest's
+    /// Release.toml; its `[migrations]` table replaces the manifest's
     #[arg(long, value_name = "PATH")]
     pub release_config_path: Option<PathBuf>,
 
