@@ -130,13 +130,9 @@ enum OneOrMany {
     Many(Vec<ImageDef>),
 }
 
-/// `pubsys validate-ami` flags.
+/// Output and fan-out flags shared by `validate-ami` and `validate-ssm`.
 #[derive(Debug, Clone, Args)]
-pub struct ValidateAmiArgs {
-    /// Expected AMIs: amis.json, or region → [ImageDef]
-    #[arg(long, value_name = "PATH")]
-    pub expected_amis_path: PathBuf,
-
+pub struct ResultsArgs {
     /// Write each result (JSON array) here
     #[arg(long, value_name = "PATH")]
     pub write_results_path: Option<PathBuf>,
@@ -148,6 +144,36 @@ pub struct ValidateAmiArgs {
     /// Regions checked at once
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub concurrency: usize,
+}
+
+impl ResultsArgs {
+    /// Write the results whose status passes `--write-results-filter` to
+    /// `--write-results-path`, if one was given.
+    pub fn write<T: Serialize>(&self, results: &[T], status: impl Fn(&T) -> Status) -> Result<()> {
+        let Some(out) = &self.write_results_path else {
+            return Ok(());
+        };
+        let written: Vec<&T> = results
+            .iter()
+            .filter(|r| {
+                self.write_results_filter.is_empty()
+                    || self.write_results_filter.contains(&status(r))
+            })
+            .collect();
+        super::write_json(out, &written, "validation results")
+    }
+}
+
+/// `pubsys validate-ami` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ValidateAmiArgs {
+    /// Expected AMIs: amis.json, or region → [ImageDef]
+    #[arg(long, value_name = "PATH")]
+    pub expected_amis_path: PathBuf,
+
+    /// Where results go and how many regions are checked at once.
+    #[command(flatten)]
+    pub results: ResultsArgs,
 
     /// Shared AWS flags (--regions: only these regions of the file).
     #[command(flatten)]
@@ -285,7 +311,7 @@ pub async fn run(args: &ValidateAmiArgs, context: &Context) -> Result<ValidateAm
                 }
             }
         })
-        .buffer_unordered(args.concurrency.max(1))
+        .buffer_unordered(args.results.concurrency.max(1))
         .collect()
         .await;
     let results: Vec<AmiResult> = per_region.into_iter().flatten().collect();
@@ -293,16 +319,7 @@ pub async fn run(args: &ValidateAmiArgs, context: &Context) -> Result<ValidateAm
     for r in &results {
         counts.entry(r.region.clone()).or_default().add(r.status);
     }
-    if let Some(out) = &args.write_results_path {
-        let written: Vec<&AmiResult> = results
-            .iter()
-            .filter(|r| {
-                args.write_results_filter.is_empty()
-                    || args.write_results_filter.contains(&r.status)
-            })
-            .collect();
-        super::write_json(out, &written, "validation results")?;
-    }
+    args.results.write(&results, |r| r.status)?;
     Ok(ValidateAmiReport { counts, results })
 }
 

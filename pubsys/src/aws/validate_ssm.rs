@@ -10,7 +10,7 @@ use super::AwsArgs;
 use super::error::{self, Result, sdk};
 use super::params;
 use super::ssm::get_values;
-use super::validate_ami::{Counts, Status, table};
+use super::validate_ami::{Counts, ResultsArgs, Status, table};
 use crate::Context;
 use clap::Args;
 use futures::stream::{self, StreamExt};
@@ -31,17 +31,9 @@ pub struct ValidateSsmArgs {
     #[arg(long)]
     pub check_unexpected: bool,
 
-    /// Write each result (JSON array) here
-    #[arg(long, value_name = "PATH")]
-    pub write_results_path: Option<PathBuf>,
-
-    /// Only write results with these statuses (repeatable)
-    #[arg(long, value_enum, requires = "write_results_path")]
-    pub write_results_filter: Vec<Status>,
-
-    /// Regions checked at once
-    #[arg(long, default_value_t = 8, value_name = "N")]
-    pub concurrency: usize,
+    /// Where results go and how many regions are checked at once.
+    #[command(flatten)]
+    pub results: ResultsArgs,
 
     /// Shared AWS flags (--regions: only these regions of the file).
     #[command(flatten)]
@@ -151,7 +143,7 @@ pub async fn run(args: &ValidateSsmArgs, context: &Context) -> Result<ValidateSs
                 }
             }
         })
-        .buffer_unordered(args.concurrency.max(1))
+        .buffer_unordered(args.results.concurrency.max(1))
         .collect()
         .await;
     let results: Vec<SsmResult> = per_region.into_iter().flatten().collect();
@@ -165,16 +157,7 @@ pub async fn run(args: &ValidateSsmArgs, context: &Context) -> Result<ValidateSs
     for r in &results {
         counts.entry(r.region.clone()).or_default().add(r.status);
     }
-    if let Some(out) = &args.write_results_path {
-        let written: Vec<&SsmResult> = results
-            .iter()
-            .filter(|r| {
-                args.write_results_filter.is_empty()
-                    || args.write_results_filter.contains(&r.status)
-            })
-            .collect();
-        super::write_json(out, &written, "validation results")?;
-    }
+    args.results.write(&results, |r| r.status)?;
     Ok(ValidateSsmReport {
         counts,
         results,
