@@ -36,6 +36,9 @@ pub enum Command {
     /// Sign a release (images, manifest with waves and migrations) into the TUF repository of
     /// its variant and arch: a new one, or the published one extended
     Repo(crate::commands::repo::RepoArgs),
+    /// Publish a signed output folder to S3, timestamp.json last (finishes a failed
+    /// `repo --upload`; skips objects already present)
+    UploadRepo(crate::commands::upload_repo::UploadRepoArgs),
     /// Build a variant's disk images and update artifacts (image-builder) from a variant
     /// definition TOML
     Build(crate::commands::build::BuildArgs),

@@ -225,6 +225,51 @@ pub enum Error {
         /// The file.
         path: std::path::PathBuf,
     },
+
+    /// An upload was asked for an output folder with no signed repository.
+    #[snafu(display("Nothing to upload: {} has no timestamp.json (run `pubsys repo` first)", path.display()))]
+    NothingToUpload {
+        /// The metadata folder.
+        path: std::path::PathBuf,
+    },
+
+    /// A file is larger than one S3 PutObject can carry.
+    #[snafu(display("{} is {size} bytes, more than the 5 GiB a single S3 upload can carry", path.display()))]
+    TooBigToUpload {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its size.
+        size: u64,
+    },
+
+    /// An S3 call failed.
+    #[snafu(display("S3 {action} of {url} failed: {message}"))]
+    S3 {
+        /// The API call.
+        action: &'static str,
+        /// The object.
+        url: String,
+        /// The SDK's error, with its context.
+        message: String,
+    },
+
+    /// A versioned or content-addressed object already exists with different content.
+    #[snafu(display(
+        "{url} already exists with different content; it is versioned metadata or a \
+         content-addressed target that hosts may trust, so it is not overwritten (was another \
+         release published meanwhile? re-run `pubsys repo` from the published repository)"
+    ))]
+    S3Conflict {
+        /// The object.
+        url: String,
+    },
+
+    /// No region is known for S3.
+    #[snafu(display(
+        "No region for S3: set [aws.s3.NAME].region with the repository's \
+         file_hosting_config_name, aws.regions in Infra.toml, or AWS_REGION"
+    ))]
+    NoS3Region,
 }
 
 /// Result with this crate's [`Error`].

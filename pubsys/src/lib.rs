@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod repo;
+pub mod s3;
 
 pub use error::{Error, Result};
 
@@ -39,6 +40,8 @@ pub enum Outcome {
     CheckRepoExpirations(commands::check_repo_expirations::ExpirationsReport),
     /// `pubsys refresh-repo`.
     RefreshRepo(commands::refresh_repo::RefreshReport),
+    /// `pubsys upload-repo`.
+    UploadRepo(s3::UploadReport),
     /// The AWS commands (`ami`, `publish-ami`, `ssm`, `promote-ssm`, `validate-*`).
     Aws(aws::AwsReport),
 }
@@ -55,6 +58,7 @@ impl Outcome {
             Outcome::ValidateRepo(report) => report.to_string(),
             Outcome::CheckRepoExpirations(report) => report.to_string(),
             Outcome::RefreshRepo(report) => report.to_string(),
+            Outcome::UploadRepo(report) => report.to_string(),
             Outcome::Aws(report) => report.to_string(),
         }
     }
@@ -70,6 +74,7 @@ impl Outcome {
             Outcome::ValidateRepo(report) => serde_json::to_value(report),
             Outcome::CheckRepoExpirations(report) => serde_json::to_value(report),
             Outcome::RefreshRepo(report) => serde_json::to_value(report),
+            Outcome::UploadRepo(report) => serde_json::to_value(report),
             Outcome::Aws(report) => serde_json::to_value(report),
         }
     }
@@ -133,6 +138,9 @@ pub async fn run(cli: &Cli, now: Timestamp) -> Result<Outcome> {
         Command::RefreshRepo(args) => commands::refresh_repo::run(args, &context)
             .await
             .map(Outcome::RefreshRepo),
+        Command::UploadRepo(args) => commands::upload_repo::run(args, &context)
+            .await
+            .map(Outcome::UploadRepo),
         Command::Aws(command) => aws::run(command, &context)
             .await
             .map(Outcome::Aws)

@@ -9,7 +9,7 @@ use crate::config::infra::{RepoConfig, SigningKeyConfig};
 use crate::error::{self, Result};
 use snafu::{OptionExt, ResultExt, ensure};
 use std::path::{Path, PathBuf};
-use tough::{Repository, TargetName, Transport, TransportErrorKind};
+use tough::{Repository, TargetName};
 use tuftool::keys::KeySource;
 use tuftool::repo::RepoLocation;
 use update_metadata::Manifest;
@@ -90,12 +90,93 @@ pub fn published_location(
         .context(error::BadUrlSnafu {
             url: base.to_string(),
         })?;
-    Ok(Some(RepoLocation {
-        root: root.to_owned(),
+    Ok(Some(RepoLocation::new(
+        root.to_owned(),
         metadata_url,
-        targets_url: Some(folder_url(targets.clone())),
+        Some(folder_url(targets.clone())),
         allow_expired,
-    }))
+    )))
+}
+
+/// The region S3 calls go to: the repository's `[aws.s3.<file_hosting_config_name>]` region,
+/// else the first of `aws.regions`, else `AWS_REGION` / `AWS_DEFAULT_REGION`.
+pub fn s3_region(context: &crate::Context, repo: &RepoConfig) -> Result<String> {
+    let aws = context.infra.aws.clone().unwrap_or_default();
+    let hosting = repo
+        .file_hosting_config_name
+        .as_ref()
+        .and_then(|name| aws.s3.get(name))
+        .and_then(|s3| s3.region.clone());
+    hosting
+        .or_else(|| aws.regions.first().map(|r| r.as_str().to_owned()))
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+        .filter(|r| !r.is_empty())
+        .context(error::NoS3RegionSnafu)
+}
+
+/// An S3 client built by the one AWS client factory (profile and role from `Infra.toml`,
+/// `AWS_ENDPOINT_URL`).
+pub async fn s3_client(context: &crate::Context, repo: &RepoConfig) -> Result<aws_sdk_s3::Client> {
+    let region = s3_region(context, repo)?;
+    let aws = context.infra.aws.clone().unwrap_or_default();
+    let mut builder = aws_context::AwsContext::builder(&region)
+        .profile(aws.profile.clone())
+        .role(aws.role.clone());
+    if let Some(role) = aws
+        .region
+        .iter()
+        .find(|(r, _)| r.as_str() == region)
+        .and_then(|(_, c)| c.role.clone())
+    {
+        builder = builder.region_role(region.as_str(), role);
+    }
+    builder
+        .build()
+        .await
+        .s3(&region)
+        .await
+        .map_err(|e| error::Error::S3 {
+            action: "client setup",
+            url: format!("region {region}"),
+            message: e.to_string(),
+        })
+}
+
+/// Publish `<outdir>/targets/` and `<outdir>/<variant>/<arch>/` to `destination`, if one is
+/// given, with an S3 client for this repository (see [`crate::s3::upload`] for the order).
+pub async fn upload(
+    destination: Option<&crate::s3::S3Location>,
+    context: &crate::Context,
+    repo: &RepoConfig,
+    outdir: &Path,
+    variant: &str,
+    arch: &str,
+) -> Result<Option<crate::s3::UploadReport>> {
+    let Some(destination) = destination else {
+        return Ok(None);
+    };
+    let client = s3_client(context, repo).await?;
+    crate::s3::upload(&client, outdir, variant, arch, destination)
+        .await
+        .map(Some)
+}
+
+/// The location with the transport its URLs need: S3 when either URL is `s3://`.
+pub async fn with_transport(
+    mut location: RepoLocation,
+    context: &crate::Context,
+    repo: &RepoConfig,
+) -> Result<RepoLocation> {
+    let s3 = crate::s3::is_s3(&location.metadata_url)
+        || location.targets_url.as_ref().is_some_and(crate::s3::is_s3);
+    if s3 {
+        let client = s3_client(context, repo).await?;
+        location.transport = Some(tuftool::repo::AnyTransport(Box::new(
+            crate::s3::S3Transport::new(client),
+        )));
+    }
+    Ok(location)
 }
 
 /// Whether a repository has been published at `location` (its `timestamp.json` exists).
@@ -109,14 +190,11 @@ pub async fn is_published(location: &RepoLocation) -> Result<bool> {
         .context(error::BadUrlSnafu {
             url: location.metadata_url.to_string(),
         })?;
-    match tough::DefaultTransport::new().fetch(url.clone()).await {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == TransportErrorKind::FileNotFound => Ok(false),
-        Err(source) => Err(error::Error::ProbeRepo {
-            url: url.to_string(),
-            source: Box::new(source),
-        }),
-    }
+    let found = location
+        .fetch_unverified(&url)
+        .await
+        .context(error::TuftoolSnafu)?;
+    Ok(found.is_some())
 }
 
 /// Load and verify a published repository (root chain, signatures, expiry unless allowed).
@@ -243,10 +321,10 @@ mod tests {
     }
 }
 
-/// Which published repository a command works on.
+/// Which repository (Infra.toml name) and which variant/arch in it.
 #[derive(Debug, clap::Args)]
-pub struct LocationArgs {
-    /// Repository name in Infra.toml ([repo.NAME]); gives the URLs unless overridden
+pub struct RepoSelectArgs {
+    /// Repository name in Infra.toml ([repo.NAME]): URLs, keys, AWS profile, role and region
     #[arg(long, default_value = "default")]
     pub repo: String,
 
@@ -257,12 +335,20 @@ pub struct LocationArgs {
     /// Architecture
     #[arg(long)]
     pub arch: update_metadata::Arch,
+}
+
+/// Which published repository a command works on.
+#[derive(Debug, clap::Args)]
+pub struct LocationArgs {
+    /// Repository, variant and arch.
+    #[command(flatten)]
+    pub select: RepoSelectArgs,
 
     /// Trusted root.json of the repository
     #[arg(long, value_name = "PATH")]
     pub root_role_path: PathBuf,
 
-    /// Metadata base URL (file://, http(s)://); overrides Infra.toml's metadata_base_url
+    /// Metadata base URL (file://, http(s)://, s3://); overrides Infra.toml's metadata_base_url
     #[arg(long, value_name = "URL")]
     pub metadata_base_url: Option<Url>,
 
@@ -272,22 +358,29 @@ pub struct LocationArgs {
 }
 
 impl LocationArgs {
-    /// The repository location, from the flags or `Infra.toml`.
-    pub fn location(&self, context: &crate::Context, allow_expired: bool) -> Result<RepoLocation> {
-        let mut config = context.infra.repo(&self.repo);
+    /// The repository location, from the flags or `Infra.toml`, with the transport its URLs
+    /// need (`s3://` included).
+    pub async fn location(
+        &self,
+        context: &crate::Context,
+        allow_expired: bool,
+    ) -> Result<RepoLocation> {
+        let select = &self.select;
+        let mut config = context.infra.repo(&select.repo);
         if let Some(url) = &self.metadata_base_url {
             config.metadata_base_url = Some(url.clone());
         }
         if let Some(url) = &self.targets_url {
             config.targets_url = Some(url.clone());
         }
-        published_location(
+        let location = published_location(
             &config,
             &self.root_role_path,
-            &self.variant,
-            self.arch.as_str(),
+            &select.variant,
+            select.arch.as_str(),
             allow_expired,
         )?
-        .context(error::NoRepoLocationSnafu { repo: &self.repo })
+        .context(error::NoRepoLocationSnafu { repo: &select.repo })?;
+        with_transport(location, context, &config).await
     }
 }

@@ -9,13 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use update_metadata::Manifest;
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+mod repo_common;
+use repo_common::{block_on, build, s, workspace};
 
 /// Run pubsys; panic with its stderr unless it succeeds. Returns stdout parsed as JSON.
 fn pubsys_ok(args: &[&str]) -> serde_json::Value {
@@ -43,34 +38,6 @@ fn pubsys_fails(args: &[&str]) -> String {
     String::from_utf8(out.stderr).unwrap()
 }
 
-/// A tiny root tree and an image-builder build of it; returns the build report path.
-fn build(dir: &Path, version: &str) -> PathBuf {
-    let root = dir.join(format!("root-{version}"));
-    std::fs::create_dir_all(root.join("boot")).unwrap();
-    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
-    std::fs::write(
-        root.join("boot/vmlinuz"),
-        format!("kernel {version}\n").repeat(5000),
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("usr/lib/os-release"),
-        format!("VERSION_ID={version}\nVARIANT_ID=aws-dev\n"),
-    )
-    .unwrap();
-    let mut settings = image_builder::BuildSettings::new(
-        root,
-        dir.join("images"),
-        "aws-dev".into(),
-        image_builder::Arch::X86_64,
-        version.parse().unwrap(),
-        "abcdef0".into(),
-    );
-    settings.source_date_epoch = Some(1_700_000_000);
-    let report = image_builder::build(&settings, &image_builder::progress::NoProgress).unwrap();
-    image_builder::report::BuildReport::report_path(&report.output_dir)
-}
-
 /// The repository as hosts see it: metadata of one variant/arch plus the shared targets.
 fn host_view(dir: &Path, published: &Path) -> PathBuf {
     let view = dir.join(format!("view-{}", rand_suffix()));
@@ -87,24 +54,11 @@ fn rand_suffix() -> u128 {
         .as_nanos()
 }
 
-/// Load with tough exactly as updog does and return the verified manifest.
+/// Load the host view with tough exactly as updog does and return the verified manifest.
 fn load_manifest(view: &Path, root: &Path) -> Manifest {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let metadata = url::Url::from_directory_path(view.join("metadata")).unwrap();
-        let targets = url::Url::from_directory_path(view.join("targets")).unwrap();
-        let repo = tough::RepositoryLoader::new(&std::fs::read(root).unwrap(), metadata, targets)
-            .load()
-            .await
-            .unwrap();
-        let name = tough::TargetName::new("manifest.json").unwrap();
-        let stream = repo.read_target(&name).await.unwrap().unwrap();
-        let bytes = tough::IntoVec::into_vec(stream).await.unwrap();
-        Manifest::from_slice(&bytes, "repo").unwrap()
-    })
+    let metadata = url::Url::from_directory_path(view.join("metadata")).unwrap();
+    let targets = url::Url::from_directory_path(view.join("targets")).unwrap();
+    block_on(repo_common::load_manifest(metadata, targets, root, None))
 }
 
 /// Refresh with python-tuf's ngclient and download the named targets, comparing bytes.
@@ -376,14 +330,6 @@ fn release_then_extend_with_waves_and_migrations() {
     let args = common(&out3, &report_v2);
     let error = pubsys_fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(error.contains("already exists"), "{error}");
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
 }
 
 /// Small fake images (the threshold and expiry rules do not depend on their content).

@@ -509,6 +509,11 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>) -> std::io::Resu
         record.status = status;
         push(&state, record);
         let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+        // A HEAD answer has no body but announces the object's length: pass that on.
+        let head_length = (request.method == "HEAD")
+            .then(|| header(&response_headers, "content-length"))
+            .flatten()
+            .map(str::to_owned);
         for (name, value) in &response_headers {
             let lower = name.to_ascii_lowercase();
             if matches!(
@@ -519,7 +524,8 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>) -> std::io::Resu
             }
             head.push_str(&format!("{name}: {value}\r\n"));
         }
-        head.push_str(&format!("content-length: {}\r\n", response_body.len()));
+        let length = head_length.unwrap_or_else(|| response_body.len().to_string());
+        head.push_str(&format!("content-length: {length}\r\n"));
         if request.close {
             head.push_str("connection: close\r\n");
         }

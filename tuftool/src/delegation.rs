@@ -157,7 +157,7 @@ async fn finish(
 
 async fn load_tree(ctx: &DelegationContext) -> Result<Tree> {
     let repo = repo::load_repo(&ctx.location).await?;
-    Ok(Tree::from_repo(&repo, ctx.location.metadata_url.clone()))
+    Ok(Tree::from_repo(&repo, &ctx.location))
 }
 
 /// A new delegation.

@@ -210,7 +210,7 @@ pub async fn clone_repo(
         fsutil::ensure_absent(t)?;
     }
     let repo = repo::load_repo(location).await?;
-    let tree = Tree::from_repo(&repo, location.metadata_url.clone());
+    let tree = Tree::from_repo(&repo, location);
     let consistent = tree.consistent();
     let mut files =
         repo::missing_files(&tree, &Staged::default(), Path::new("/nonexistent-tuftool")).await?;
@@ -370,6 +370,7 @@ pub async fn transfer_metadata(
         snapshot: None,
         timestamp: None,
         source: None,
+        source_transport: None,
         imported,
     };
     let keys = SigningKeys::load(&options.keys).await?;

@@ -150,6 +150,47 @@ pub struct RepoLocation {
     pub targets_url: Option<Url>,
     /// Load even if metadata has expired (for repair; never for download).
     pub allow_expired: bool,
+    /// How to fetch metadata and targets; `None` is tough's default (file, http, https).
+    /// Callers plug in other schemes here, e.g. pubsys's `s3://` transport.
+    pub transport: Option<AnyTransport>,
+}
+
+/// Any [`Transport`], boxed so that a [`RepoLocation`] can carry it.
+#[derive(Debug, Clone)]
+pub struct AnyTransport(pub Box<dyn Transport>);
+
+#[async_trait::async_trait]
+impl Transport for AnyTransport {
+    async fn fetch(
+        &self,
+        url: Url,
+    ) -> std::result::Result<tough::TransportStream, tough::TransportError> {
+        self.0.fetch(url).await
+    }
+}
+
+impl RepoLocation {
+    /// A location fetched with tough's default transport.
+    pub fn new(
+        root: PathBuf,
+        metadata_url: Url,
+        targets_url: Option<Url>,
+        allow_expired: bool,
+    ) -> Self {
+        RepoLocation {
+            root,
+            metadata_url,
+            targets_url,
+            allow_expired,
+            transport: None,
+        }
+    }
+
+    /// Fetch one file of this repository's origin (metadata or targets side) without TUF
+    /// verification: `Ok(None)` when it does not exist.
+    pub async fn fetch_unverified(&self, url: &Url) -> Result<Option<Vec<u8>>> {
+        fetch_with(self.transport.as_ref(), url).await
+    }
 }
 
 impl RepoLocation {
@@ -178,24 +219,40 @@ pub async fn load_repo(location: &RepoLocation) -> Result<Repository> {
     } else {
         tough::ExpirationEnforcement::Safe
     };
-    RepositoryLoader::new(
+    let mut loader = RepositoryLoader::new(
         &root,
         location.metadata_url.clone(),
         location.targets_url()?,
     )
-    .expiration_enforcement(enforcement)
-    .load()
-    .await
-    .map_err(Box::new)
-    .context(error::LoadRepoSnafu {
-        url: location.metadata_url.to_string(),
-    })
+    .expiration_enforcement(enforcement);
+    if let Some(transport) = &location.transport {
+        loader = loader.transport(transport.clone());
+    }
+    loader
+        .load()
+        .await
+        .map_err(Box::new)
+        .context(error::LoadRepoSnafu {
+            url: location.metadata_url.to_string(),
+        })
 }
 
 /// Fetch one file through tough's transport (file, http, https).
 pub(crate) async fn fetch_bytes(url: &Url) -> Result<Option<Vec<u8>>> {
-    let transport = tough::DefaultTransport::new();
-    match transport.fetch(url.clone()).await {
+    fetch_with(None, url).await
+}
+
+/// Fetch one file through `transport` (tough's default when `None`): `Ok(None)` when the
+/// transport says the file does not exist.
+pub(crate) async fn fetch_with(
+    transport: Option<&AnyTransport>,
+    url: &Url,
+) -> Result<Option<Vec<u8>>> {
+    let fetched = match transport {
+        Some(transport) => transport.fetch(url.clone()).await,
+        None => tough::DefaultTransport::new().fetch(url.clone()).await,
+    };
+    match fetched {
         Ok(stream) => Ok(Some(stream.into_vec().await.context(
             error::FetchSnafu {
                 url: url.to_string(),
@@ -286,6 +343,8 @@ pub(crate) struct Tree {
     pub timestamp: Option<Signed<Timestamp>>,
     /// Where the current metadata came from (to copy unchanged files to a new outdir).
     pub source: Option<Url>,
+    /// How to fetch from `source`.
+    pub source_transport: Option<AnyTransport>,
     /// Delegated role files signed elsewhere, published as they are.
     pub imported: Vec<ImportedRole>,
 }
@@ -299,7 +358,8 @@ pub(crate) struct ImportedRole {
 }
 
 impl Tree {
-    pub fn from_repo(repo: &Repository, source: Url) -> Self {
+    pub fn from_repo(repo: &Repository, location: &RepoLocation) -> Self {
+        let source = location.metadata_url.clone();
         Tree {
             root: repo.root().clone(),
             root_file: None,
@@ -307,6 +367,7 @@ impl Tree {
             snapshot: Some(repo.snapshot().clone()),
             timestamp: Some(repo.timestamp().clone()),
             source: Some(source),
+            source_transport: location.transport.clone(),
             imported: Vec::new(),
         }
     }
@@ -645,7 +706,7 @@ pub(crate) async fn missing_files(
             .join(&name)
             .ok()
             .context(error::LocationSnafu { text: name.clone() })?;
-        match fetch_bytes(&url).await? {
+        match fetch_with(tree.source_transport.as_ref(), &url).await? {
             Some(bytes) => out.push((name, bytes)),
             None if v == tree.root.signed.version.get() => {
                 // The trusted root itself: write what we verified.
@@ -668,7 +729,7 @@ pub(crate) async fn missing_files(
                 .join(&name)
                 .ok()
                 .context(error::LocationSnafu { text: name.clone() })?;
-            let bytes = fetch_bytes(&url)
+            let bytes = fetch_with(tree.source_transport.as_ref(), &url)
                 .await?
                 .context(error::MissingMetadataSnafu {
                     url: url.to_string(),
@@ -806,6 +867,7 @@ pub async fn create_repo(
         snapshot: None,
         timestamp: None,
         source: None,
+        source_transport: None,
         imported: Vec::new(),
     };
     let changed = BTreeSet::from(["targets".to_owned()]);
@@ -846,7 +908,7 @@ pub async fn update_repo(
     now: jiff::Timestamp,
 ) -> Result<RepoReport> {
     let repo = load_repo(location).await?;
-    let mut tree = Tree::from_repo(&repo, location.metadata_url.clone());
+    let mut tree = Tree::from_repo(&repo, location);
     if let Some(path) = &update.new_root {
         rotate_root(&mut tree, path, now)?;
     }
@@ -937,7 +999,7 @@ pub struct RefreshOptions {
 /// bytes are not touched.
 pub async fn refresh(location: &RepoLocation, options: &RefreshOptions) -> Result<RepoReport> {
     let repo = load_repo(location).await?;
-    let mut tree = Tree::from_repo(&repo, location.metadata_url.clone());
+    let mut tree = Tree::from_repo(&repo, location);
     let keys = SigningKeys::load(&options.keys).await?;
     let staged = sign_tree(
         &mut tree,

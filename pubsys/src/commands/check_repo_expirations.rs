@@ -70,7 +70,7 @@ impl fmt::Display for ExpirationsReport {
 
 /// Run `pubsys check-repo-expirations`.
 pub async fn run(args: &CheckExpirationsArgs, context: &Context) -> Result<ExpirationsReport> {
-    let location = args.location.location(context, true)?;
+    let location = args.location.location(context, true).await?;
     let limit = args
         .expiration_limit
         .resolve(context.now)

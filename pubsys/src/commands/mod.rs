@@ -5,5 +5,6 @@ pub mod manifest;
 pub mod refresh_repo;
 pub mod repo;
 pub mod setup;
+pub mod upload_repo;
 pub mod validate_repo;
 pub mod waves;

@@ -62,6 +62,11 @@ pub struct RefreshRepoArgs {
     /// Output folder: metadata goes to OUTDIR/VARIANT/ARCH/
     #[arg(long, value_name = "PATH")]
     outdir: PathBuf,
+
+    /// After signing, publish the new metadata to s3://BUCKET/PREFIX (PREFIX/VARIANT/ARCH/,
+    /// timestamp.json last)
+    #[arg(long, value_name = "S3_URL")]
+    upload: Option<url::Url>,
 }
 
 /// What `refresh-repo` did.
@@ -75,6 +80,8 @@ pub struct RefreshReport {
     pub signed: Vec<tuftool::repo::SignedRoleReport>,
     /// The new expirations.
     pub expirations: Expirations,
+    /// The S3 upload, with `--upload`.
+    pub upload: Option<crate::s3::UploadReport>,
 }
 
 impl fmt::Display for RefreshReport {
@@ -87,28 +94,36 @@ impl fmt::Display for RefreshReport {
                 role.role, role.version, role.expires
             )?;
         }
-        Ok(())
+        match &self.upload {
+            Some(upload) => write!(f, "  {upload}"),
+            None => Ok(()),
+        }
     }
 }
 
 /// Run `pubsys refresh-repo`.
 pub async fn run(args: &RefreshRepoArgs, context: &Context) -> Result<RefreshReport> {
-    let location = args.location.location(context, args.unsafe_refresh)?;
+    let location = args.location.location(context, args.unsafe_refresh).await?;
     let metadata_dir = args
         .outdir
-        .join(&args.location.variant)
-        .join(args.location.arch.as_str());
+        .join(&args.location.select.variant)
+        .join(args.location.select.arch.as_str());
     snafu::ensure!(
         !metadata_dir.exists(),
         error::OutputExistsSnafu {
             path: &metadata_dir
         }
     );
-    let repo_config = context.infra.repo(&args.location.repo);
+    let repo_config = context.infra.repo(&args.location.select.repo);
+    let upload_to = args
+        .upload
+        .as_ref()
+        .map(crate::s3::S3Location::parse)
+        .transpose()?;
     let keys = shared::signing_keys(
         &args.signing_keys,
         &repo_config,
-        &args.location.repo,
+        &args.location.select.repo,
         args.default_key_path.as_deref(),
     )?;
     let start = match &args.start_time {
@@ -166,7 +181,17 @@ pub async fn run(args: &RefreshRepoArgs, context: &Context) -> Result<RefreshRep
     }
     .context(error::TuftoolSnafu)?;
     shared::move_into_layout(&out, &metadata_dir, &args.outdir.join("targets"))?;
+    let upload = shared::upload(
+        upload_to.as_ref(),
+        context,
+        &repo_config,
+        &args.outdir,
+        &args.location.select.variant,
+        args.location.select.arch.as_str(),
+    )
+    .await?;
     Ok(RefreshReport {
+        upload,
         roles: args.roles,
         metadata_dir,
         signed: report.signed,

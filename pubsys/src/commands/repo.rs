@@ -24,6 +24,7 @@ use tuftool::fsutil::LinkMode;
 use tuftool::keys::KeySource;
 use tuftool::repo::{PublishOptions, RoleSchedule, Schedule, UpdateOptions};
 use update_metadata::{Arch, Images, Manifest, NewUpdate, Offset, Release, WaveSchedule};
+use url::Url;
 
 /// Arguments of `pubsys repo`.
 #[derive(Debug, Args)]
@@ -101,6 +102,12 @@ pub struct RepoArgs {
     /// Output folder: metadata goes to OUTDIR/VARIANT/ARCH/, targets to OUTDIR/targets/
     #[arg(long, value_name = "PATH")]
     pub outdir: PathBuf,
+
+    /// After signing, publish the output folder to s3://BUCKET/PREFIX (targets to
+    /// PREFIX/targets/, metadata to PREFIX/VARIANT/ARCH/; timestamp.json last). A failed
+    /// upload can be finished with `pubsys upload-repo`
+    #[arg(long, value_name = "S3_URL")]
+    pub upload: Option<Url>,
 }
 
 /// What `pubsys repo` did.
@@ -128,6 +135,8 @@ pub struct RepoReport {
     pub expirations: Expirations,
     /// Number of updates in the manifest now.
     pub manifest_updates: usize,
+    /// The S3 upload, with `--upload`.
+    pub upload: Option<crate::s3::UploadReport>,
 }
 
 impl fmt::Display for RepoReport {
@@ -155,7 +164,11 @@ impl fmt::Display for RepoReport {
             f,
             "  release start {}; manifest lists {} updates",
             self.release_start, self.manifest_updates
-        )
+        )?;
+        match &self.upload {
+            Some(upload) => write!(f, "  {upload}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -328,13 +341,22 @@ pub async fn run(args: &RepoArgs, context: &Context) -> Result<RepoReport> {
         .context(error::MetadataSnafu)?;
 
     // The published repository, if there is one.
-    let location = shared::published_location(
+    let location = match shared::published_location(
         &repo_config,
         &args.root_role_path,
         &release.variant,
         arch,
         false,
-    )?;
+    )? {
+        Some(location) => Some(shared::with_transport(location, context, &repo_config).await?),
+        None => None,
+    };
+    // Check the upload destination before signing anything.
+    let upload_to = args
+        .upload
+        .as_ref()
+        .map(crate::s3::S3Location::parse)
+        .transpose()?;
     let existing = match &location {
         Some(location) if shared::is_published(location).await? => {
             let repo = shared::load(location).await?;
@@ -432,7 +454,17 @@ pub async fn run(args: &RepoArgs, context: &Context) -> Result<RepoReport> {
     };
 
     shared::move_into_layout(&out, &metadata_dir, &targets_dir)?;
+    let upload = shared::upload(
+        upload_to.as_ref(),
+        context,
+        &repo_config,
+        &args.outdir,
+        &release.variant,
+        arch,
+    )
+    .await?;
     Ok(RepoReport {
+        upload,
         variant: release.variant,
         arch: release.arch,
         version: release.version.to_string(),

@@ -63,7 +63,7 @@ impl fmt::Display for ValidateRepoReport {
 
 /// Run `pubsys validate-repo`.
 pub async fn run(args: &ValidateRepoArgs, context: &Context) -> Result<ValidateRepoReport> {
-    let location = args.location.location(context, false)?;
+    let location = args.location.location(context, false).await?;
     let mut report = ValidateRepoReport {
         metadata_url: location.metadata_url.to_string(),
         targets: 0,

@@ -44,12 +44,12 @@ pub fn parse_url(text: &str) -> Result<Url, String> {
 impl LoadArgs {
     /// As a library location.
     pub fn location(&self, targets_url: Option<Url>, allow_expired: bool) -> RepoLocation {
-        RepoLocation {
-            root: self.root.clone(),
-            metadata_url: self.metadata_url.clone(),
+        RepoLocation::new(
+            self.root.clone(),
+            self.metadata_url.clone(),
             targets_url,
             allow_expired,
-        }
+        )
     }
 }
 

@@ -1,0 +1,70 @@
+//! Shared pieces of the repository tests: paths, an image-builder build of a tiny root tree,
+//! and loading a repository with tough the way updog does.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use update_metadata::Manifest;
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// Load a repository with tough (optionally through another transport, e.g. S3) and return
+/// its verified manifest.
+pub async fn load_manifest(
+    metadata: url::Url,
+    targets: url::Url,
+    root: &Path,
+    transport: Option<pubsys::s3::S3Transport>,
+) -> Manifest {
+    let root = std::fs::read(root).unwrap();
+    let mut loader = tough::RepositoryLoader::new(&root, metadata, targets);
+    if let Some(transport) = transport {
+        loader = loader.transport(transport);
+    }
+    let repo = loader.load().await.unwrap();
+    let name = tough::TargetName::new("manifest.json").unwrap();
+    let stream = repo.read_target(&name).await.unwrap().unwrap();
+    let bytes = tough::IntoVec::into_vec(stream).await.unwrap();
+    Manifest::from_slice(&bytes, "repo").unwrap()
+}
+
+/// A tiny root tree and an image-builder build of it; returns the build report path.
+pub fn build(dir: &Path, version: &str) -> PathBuf {
+    let root = dir.join(format!("root-{version}"));
+    std::fs::create_dir_all(root.join("boot")).unwrap();
+    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+    std::fs::write(
+        root.join("boot/vmlinuz"),
+        format!("kernel {version}\n").repeat(5000),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("usr/lib/os-release"),
+        format!("VERSION_ID={version}\nVARIANT_ID=aws-dev\n"),
+    )
+    .unwrap();
+    let mut settings = image_builder::BuildSettings::new(
+        root,
+        dir.join("images"),
+        "aws-dev".into(),
+        image_builder::Arch::X86_64,
+        version.parse().unwrap(),
+        "abcdef0".into(),
+    );
+    settings.source_date_epoch = Some(1_700_000_000);
+    let report = image_builder::build(&settings, &image_builder::progress::NoProgress).unwrap();
+    image_builder::report::BuildReport::report_path(&report.output_dir)
+}
