@@ -1,6 +1,6 @@
 //! The real-boot test (issue 9; `../shared/reference/testing.md` §8.2): build v1 and v2 of the
-//! sample variant with image-builder, sign them into a TUF repository (tuftool + `pubsys
-//! manifest`), update a v1 disk with `updog`, flip and roll back with `signpost`, and boot the
+//! sample variant with image-builder, sign them into a TUF repository (`pubsys setup` and
+//! `pubsys repo`, the second release extending the first), update a v1 disk with `updog`, flip and roll back with `signpost`, and boot the
 //! disk under QEMU (TCG) after every step. The guest is the Debian cloud kernel with a busybox
 //! initramfs (`scripts/initramfs-init`) that does GRUB's gptprio choice with cgpt and sets up
 //! dm-verity from the chosen BOOT partition's grub.cfg; the root's `/sbin/init`

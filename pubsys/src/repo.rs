@@ -328,13 +328,9 @@ pub struct RepoSelectArgs {
     #[arg(long, default_value = "default")]
     pub repo: String,
 
-    /// Variant name
-    #[arg(long)]
-    pub variant: String,
-
-    /// Architecture
-    #[arg(long)]
-    pub arch: update_metadata::Arch,
+    /// Variant and arch.
+    #[command(flatten)]
+    pub which: crate::cli::VariantArchArgs,
 }
 
 /// Which published repository a command works on.
@@ -376,8 +372,8 @@ impl LocationArgs {
         let location = published_location(
             &config,
             &self.root_role_path,
-            &select.variant,
-            select.arch.as_str(),
+            &select.which.variant,
+            select.which.arch.as_str(),
             allow_expired,
         )?
         .context(error::NoRepoLocationSnafu { repo: &select.repo })?;

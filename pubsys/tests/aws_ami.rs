@@ -159,7 +159,7 @@ async fn ami_uploads_registers_copies_and_reruns_without_duplicates() {
         assert_eq!(copy.param("SourceRegion").as_deref(), Some("us-west-2"));
         assert!(copy.param("ClientToken").is_some());
     }
-    // (moto does not implement EnableImageDeprecation, so --deprecation-time is not run here.)
+    // --deprecation-time and the role chain: see role_chain_and_deprecation_time.
     let tagged = world
         .proxy
         .forwarded("CreateTags")
@@ -396,4 +396,122 @@ fn bad_input_is_refused_before_any_call() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("No regions"));
     assert!(world.proxy.requests().is_empty());
+}
+
+/// What moto lacks: EnableImageDeprecation. The proxy answers it so the test can check what
+/// pubsys sent.
+const DEPRECATION_OK: &str = r#"<EnableImageDeprecationResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>proxy</requestId><return>true</return></EnableImageDeprecationResponse>"#;
+
+/// The access key that signed a request (SigV4 `Credential=KEY/date/region/service/...`).
+fn signing_key(request: &test_support::proxy::Recorded) -> String {
+    request
+        .header("authorization")
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn role_chain_and_deprecation_time() {
+    let world = World::with_rules(vec![
+        Rule::always(Action::Answer(200, DEPRECATION_OK))
+            .service("ec2")
+            .operation("EnableImageDeprecation"),
+    ]);
+    let image = world.path("os.img");
+    sparse_image(&image, 4 * BLOCK, &[(0, 1), (3, 2)]);
+    let global = format!("arn:aws:iam::{}:role/publisher", world.account);
+    let east = format!("arn:aws:iam::{}:role/east-publisher", world.account);
+    let infra = world.path("Infra.toml");
+    std::fs::write(
+        &infra,
+        format!(
+            "[aws]\nregions = [\"us-west-2\", \"us-east-1\"]\nrole = \"{global}\"\n\n[aws.region.us-east-1]\nrole = \"{east}\"\n"
+        ),
+    )
+    .unwrap();
+    let out = world.path("amis.json");
+    let mut args = vec![
+        "--infra-config",
+        infra.to_str().unwrap(),
+        "ami",
+        "--os-image",
+        image.to_str().unwrap(),
+        "--name",
+        "role-chain",
+        "--ami-output",
+        out.to_str().unwrap(),
+        "--poll-interval",
+        "50ms",
+        "--no-progress",
+        "--deprecation-time",
+        "2030-01-01T00:00:00Z",
+    ];
+    args.extend(FAST);
+    let output = world.run(&args);
+    assert!(output.status.success());
+
+    // STS in the base region: the global role assumed with the base credentials, the region's
+    // role with the global role's credentials.
+    let assumes = world.proxy.forwarded("AssumeRole");
+    let by_role = |arn: &str| {
+        assumes
+            .iter()
+            .find(|r| r.param("RoleArn").as_deref() == Some(arn))
+            .unwrap_or_else(|| panic!("no AssumeRole for {arn}"))
+    };
+    assert!(
+        assumes.iter().all(|r| r.region == "us-west-2"),
+        "STS in the base region"
+    );
+    assert_eq!(signing_key(by_role(&global)), "testing");
+    let global_key = signing_key(by_role(&east));
+    assert_ne!(
+        global_key, "testing",
+        "the region role is assumed from the global role"
+    );
+
+    // EC2 and EBS: every call is signed with assumed-role credentials, never the base key, and
+    // us-east-1 (its own role) never shares a key with the base region (the global role).
+    // moto hands out a new key per AssumeRole, so keys are compared as sets.
+    let requests = world.proxy.requests();
+    let work = |region: &str| -> std::collections::BTreeSet<String> {
+        requests
+            .iter()
+            .filter(|r| (r.service == "ec2" || r.service == "ebs") && r.region == region)
+            .map(signing_key)
+            .collect()
+    };
+    let (west, east_keys) = (work("us-west-2"), work("us-east-1"));
+    assert!(!west.is_empty() && !east_keys.is_empty());
+    assert!(!west.contains("testing") && !east_keys.contains("testing"));
+    assert!(west.is_disjoint(&east_keys), "{west:?} vs {east_keys:?}");
+    assert!(
+        !east_keys.contains(&global_key),
+        "us-east-1 works as its own role"
+    );
+
+    // --deprecation-time: sent for the AMI in each region, with the time given.
+    let deprecations: Vec<_> = requests
+        .iter()
+        .filter(|r| r.operation == "EnableImageDeprecation")
+        .collect();
+    let mut regions: Vec<&str> = deprecations.iter().map(|r| r.region.as_str()).collect();
+    regions.sort_unstable();
+    assert_eq!(regions, ["us-east-1", "us-west-2"]);
+    for request in deprecations {
+        assert_eq!(
+            request.param("DeprecateAt").as_deref(),
+            Some("2030-01-01T00:00:00Z")
+        );
+        assert!(request.param("ImageId").unwrap().starts_with("ami-"));
+    }
+    let amis = json(&out);
+    assert!(
+        amis["us-east-1"]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("ami-")
+    );
 }

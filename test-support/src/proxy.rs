@@ -34,6 +34,9 @@ pub enum Action {
     /// Forward, then close the connection without passing the answer on: the server acted
     /// but the client never learns it (a lost response; the SDK retries).
     DropResponse,
+    /// Answer with this status and XML body instead of forwarding: stands in for an API the
+    /// server does not implement, so a test can still check what the client sent.
+    Answer(u16, &'static str),
 }
 
 /// A fault rule. Every criterion left `None` matches everything.
@@ -318,7 +321,7 @@ impl Proxy {
     pub fn faults(&self) -> usize {
         self.requests()
             .iter()
-            .filter(|r| matches!(r.fault, Some(a) if !matches!(a, Action::Delay(_))))
+            .filter(|r| matches!(r.fault, Some(a) if !matches!(a, Action::Delay(_) | Action::Answer(..))))
             .count()
     }
 
@@ -485,6 +488,11 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>) -> std::io::Resu
             }
             Some(Action::Throttle) => Some(error_response(&service, true)),
             Some(Action::ServerError) => Some(error_response(&service, false)),
+            Some(Action::Answer(status, body)) => Some((
+                status,
+                vec![("content-type".to_owned(), "text/xml".to_owned())],
+                body.as_bytes().to_vec(),
+            )),
             Some(Action::Delay(delay)) => {
                 tokio::time::sleep(delay).await;
                 None

@@ -56,7 +56,6 @@ pub struct Bins {
     pub signpost: PathBuf,
     pub updog: PathBuf,
     pub pubsys: PathBuf,
-    pub tuftool: PathBuf,
 }
 
 impl Bins {
@@ -70,7 +69,7 @@ impl Bins {
                 path.is_file(),
                 "{} is missing: the e2e tests drive the workspace's binaries from the same target \
                  directory. Build them first: `cargo build -p image-builder -p signpost -p updog \
-                 -p pubsys -p tuftool` (with the same CARGO_TARGET_DIR), or run `cargo test \
+                 -p pubsys` (with the same CARGO_TARGET_DIR), or run `cargo test \
                  --workspace`, which builds every package's binaries",
                 path.display()
             );
@@ -81,7 +80,6 @@ impl Bins {
             signpost: find("signpost"),
             updog: find("updog"),
             pubsys: find("pubsys"),
-            tuftool: find("tuftool"),
         }
     }
 }
@@ -542,112 +540,80 @@ pub struct Repository {
 }
 
 impl Repository {
-    /// Keys and root with tuftool; `manifest.json` (updates, waves from
-    /// `waves/default-waves.toml`, a migration hop between consecutive releases) with
-    /// `pubsys manifest`; every release's boot, root and hash images signed as targets with
-    /// `tuftool create`.
+    /// What a release engineer does: `pubsys setup` (root and signing key), then one
+    /// `pubsys repo` per release from image-builder's build report, with the default wave
+    /// schedule and, from the second release on, a `Release.toml` migration hop and the
+    /// repository extended from where the previous release was published (file://). Each
+    /// output is published targets first, metadata after, as an upload would.
     pub fn publish(bins: &Bins, work: &Path, releases: &[&Release]) -> Self {
         let keys = work.join("keys");
-        let input = work.join("repo-input");
-        let out = work.join("repo");
-        fs::create_dir_all(&keys).unwrap();
-        fs::create_dir_all(&input).unwrap();
+        let published = work.join("published");
         let root_json = keys.join("root.json");
-        let key = keys.join("key.der");
-        run(Command::new(&bins.tuftool)
-            .args(["root", "init"])
+        let key = keys.join("signing-key.pem");
+        run(Command::new(&bins.pubsys)
+            .arg("setup")
+            .arg("--root-role-path")
             .arg(&root_json)
-            .args(["-e", "in 30 days"]));
-        run(Command::new(&bins.tuftool)
-            .args(["root", "gen-key"])
-            .arg(&root_json)
-            .arg(&key)
-            .args([
-                "-R",
-                "root",
-                "-R",
-                "snapshot",
-                "-R",
-                "targets",
-                "-R",
-                "timestamp",
-            ]));
-        run(Command::new(&bins.tuftool)
-            .args(["root", "sign"])
-            .arg(&root_json)
-            .arg("-k")
+            .arg("--default-key-path")
             .arg(&key));
-
-        let manifest = input.join("manifest.json");
-        run(Command::new(&bins.pubsys)
-            .args(["manifest", "init"])
-            .arg(&manifest));
+        let infra = work.join("Infra.toml");
+        fs::write(
+            &infra,
+            format!(
+                "[repo.default]\nmetadata_base_url = \"file://{0}/\"\ntargets_url = \"file://{0}/targets/\"\n",
+                published.display()
+            ),
+        )
+        .unwrap();
         let waves = workspace_root().join("waves/default-waves.toml");
+        let expiration = workspace_root().join("pubsys/tests/data/repo-expiration-2w-2w-1w.toml");
+        let mut previous: Option<&str> = None;
         for release in releases {
-            let mut names = Vec::new();
-            for kind in ["boot", "root", "hash"] {
-                let artifact = release.artifact(kind);
-                let name = artifact.file_name().unwrap().to_str().unwrap().to_string();
-                fs::copy(&artifact, input.join(&name)).expect("copy an artifact");
-                names.push(name);
-            }
-            let which = [
-                "--variant",
-                VARIANT,
-                "--arch",
-                ARCH,
-                "--version",
-                &release.version,
-            ];
-            run(Command::new(&bins.pubsys)
-                .args(["manifest", "add-update"])
-                .arg(&manifest)
-                .args(which)
-                .args(["--boot-image", &names[0]])
-                .args(["--root-image", &names[1]])
-                .args(["--hash-image", &names[2]]));
-            run(Command::new(&bins.pubsys)
-                .args(["manifest", "set-waves"])
-                .arg(&manifest)
-                .args(which)
+            let out = work.join(format!("release-{}", release.version));
+            let mut command = Command::new(&bins.pubsys);
+            command
+                .arg("--infra-config")
+                .arg(&infra)
+                .arg("repo")
+                .arg("--build-report")
+                .arg(release.out_dir.join("build-report.json"))
                 .arg("--wave-policy-path")
-                .arg(&waves));
+                .arg(&waves)
+                .arg("--repo-expiration-policy-path")
+                .arg(&expiration)
+                .arg("--root-role-path")
+                .arg(&root_json)
+                .arg("--default-key-path")
+                .arg(&key)
+                .arg("--outdir")
+                .arg(&out);
+            if let Some(from) = previous {
+                let release_toml = work.join(format!("Release-{}.toml", release.version));
+                fs::write(
+                    &release_toml,
+                    format!(
+                        "version = \"{}\"\n\n[migrations]\n\"({from}, {})\" = []\n",
+                        release.version, release.version
+                    ),
+                )
+                .unwrap();
+                command.arg("--release-config-path").arg(&release_toml);
+            }
+            run(&mut command);
+            for folder in ["targets".to_owned(), format!("{VARIANT}/{ARCH}")] {
+                let (from, to) = (out.join(&folder), published.join(&folder));
+                fs::create_dir_all(&to).unwrap();
+                for entry in fs::read_dir(&from).unwrap() {
+                    let entry = entry.unwrap();
+                    fs::copy(entry.path(), to.join(entry.file_name())).expect("publish a file");
+                }
+            }
+            previous = Some(&release.version);
         }
-        let mut release_toml = format!(
-            "version = \"{}\"\n\n[migrations]\n",
-            releases.last().expect("a release").version
-        );
-        for pair in releases.windows(2) {
-            writeln!(
-                release_toml,
-                "\"({}, {})\" = []",
-                pair[0].version, pair[1].version
-            )
-            .unwrap();
-        }
-        let release_path = work.join("Release.toml");
-        fs::write(&release_path, release_toml).unwrap();
-        run(Command::new(&bins.pubsys)
-            .args(["manifest", "set-migrations"])
-            .arg(&manifest)
-            .arg("--release-config-path")
-            .arg(&release_path));
-
-        run(Command::new(&bins.tuftool)
-            .arg("create")
-            .arg("-r")
-            .arg(&root_json)
-            .arg("-k")
-            .arg(&key)
-            .arg("-a")
-            .arg(&input)
-            .arg("-o")
-            .arg(&out)
-            .args(["-e", "in 7 days"]));
         Repository {
             root_json,
-            metadata_url: format!("file://{}/", out.join("metadata").display()),
-            targets_url: format!("file://{}/", out.join("targets").display()),
+            metadata_url: format!("file://{}/{VARIANT}/{ARCH}/", published.display()),
+            targets_url: format!("file://{}/targets/", published.display()),
         }
     }
 

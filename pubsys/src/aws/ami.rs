@@ -696,16 +696,7 @@ async fn finish_image(
     tags.extend(args.tags.iter().map(|t| tag(&t.0, &t.1)));
     let mut resources = vec![image_id.to_owned()];
     resources.extend(snapshot_ids(image));
-    ec2.create_tags()
-        .set_resources(Some(resources))
-        .set_tags(Some(tags))
-        .send()
-        .await
-        .map_err(sdk)
-        .context(error::CallSnafu {
-            operation: "CreateTags",
-            region,
-        })?;
+    ec2::create_tags(ec2, region, resources, tags).await?;
     if let Some(time) = args.deprecation_time {
         ec2.enable_image_deprecation()
             .image_id(image_id)

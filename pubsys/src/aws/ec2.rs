@@ -167,6 +167,27 @@ pub fn image_id<'a>(image: &'a Image, operation: &'static str, region: &str) -> 
     })
 }
 
+/// Tag `resources` (AMIs, snapshots) in `region`.
+pub async fn create_tags(
+    client: &Client,
+    region: &str,
+    resources: Vec<String>,
+    tags: Vec<aws_sdk_ec2::types::Tag>,
+) -> Result<()> {
+    client
+        .create_tags()
+        .set_resources(Some(resources))
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(sdk)
+        .context(error::CallSnafu {
+            operation: "CreateTags",
+            region,
+        })?;
+    Ok(())
+}
+
 /// An EC2 tag.
 pub fn tag(key: &str, value: &str) -> aws_sdk_ec2::types::Tag {
     aws_sdk_ec2::types::Tag::builder()

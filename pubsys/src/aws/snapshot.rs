@@ -7,7 +7,7 @@
 //! retried with linear backoff on top of the SDK's own retries. Any failure deletes the
 //! snapshot (best effort), so a failed upload leaves nothing behind.
 
-use super::ec2::{WaitSettings, tag};
+use super::ec2::{WaitSettings, create_tags, tag};
 use super::error::{self, Result, sdk};
 use aws_lc_rs::digest;
 use aws_sdk_ebs::primitives::ByteStream;
@@ -180,16 +180,7 @@ async fn fill(
     // Tag through EC2 as well, so a re-run finds the snapshot whatever the EBS API kept.
     let mut ec2_tags: Vec<_> = tags.iter().map(|(k, v)| tag(k, v)).collect();
     ec2_tags.push(tag(super::ami::TAG_UPLOAD, "started"));
-    ec2.create_tags()
-        .resources(snapshot_id)
-        .set_tags(Some(ec2_tags))
-        .send()
-        .await
-        .map_err(sdk)
-        .context(error::CallSnafu {
-            operation: "CreateTags",
-            region,
-        })?;
+    create_tags(ec2, region, vec![snapshot_id.to_owned()], ec2_tags).await?;
 
     let file = Arc::new(std::fs::File::open(path).context(error::ReadFileSnafu { path })?);
     let blocks_total = size.div_ceil(BLOCK_SIZE);
@@ -260,17 +251,16 @@ async fn fill(
         .fail();
     }
     wait_for_snapshot(ec2, region, snapshot_id, settings.wait).await?;
-    ec2.create_tags()
-        .resources(snapshot_id)
-        .tags(tag(super::ami::TAG_UPLOAD, "complete"))
-        .tags(tag(super::ami::TAG_CHECKSUM, &checksum))
-        .send()
-        .await
-        .map_err(sdk)
-        .context(error::CallSnafu {
-            operation: "CreateTags",
-            region,
-        })?;
+    create_tags(
+        ec2,
+        region,
+        vec![snapshot_id.to_owned()],
+        vec![
+            tag(super::ami::TAG_UPLOAD, "complete"),
+            tag(super::ami::TAG_CHECKSUM, &checksum),
+        ],
+    )
+    .await?;
     tracing::info!(
         snapshot_id,
         region,

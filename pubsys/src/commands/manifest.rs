@@ -2,6 +2,7 @@
 //! tool does), built on `update-metadata`. Every write is atomic; re-adding a release replaces
 //! it; ceilings are per variant and arch; `set-waves` on a missing update is an error.
 
+use crate::cli::VariantArchArgs;
 use crate::error::{self, Result};
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
@@ -10,7 +11,7 @@ use serde::Serialize;
 use snafu::{ResultExt, ensure};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use update_metadata::{Arch, Images, Manifest, NewUpdate, Offset, Release, WaveSchedule};
+use update_metadata::{Images, Manifest, NewUpdate, Offset, Release, WaveSchedule};
 
 /// `pubsys manifest` subcommands.
 #[derive(Debug, Subcommand)]
@@ -54,12 +55,8 @@ pub struct InitArgs {
 pub struct UpdateArgs {
     #[command(flatten)]
     file: FileArg,
-    /// Variant name, e.g. aws-k8s-1.28
-    #[arg(long)]
-    variant: String,
-    /// Architecture: x86_64 (amd64) or aarch64 (arm64)
-    #[arg(long)]
-    arch: Arch,
+    #[command(flatten)]
+    which: VariantArchArgs,
     /// Release version (semver; a leading v is accepted)
     #[arg(long, value_parser = parse_version)]
     version: Version,
@@ -112,12 +109,8 @@ pub struct SetMigrationsArgs {
 pub struct SetMaxVersionArgs {
     #[command(flatten)]
     file: FileArg,
-    /// Variant name
-    #[arg(long)]
-    variant: String,
-    /// Architecture
-    #[arg(long)]
-    arch: Arch,
+    #[command(flatten)]
+    which: VariantArchArgs,
     /// The new ceiling
     #[arg(long, value_parser = parse_version)]
     max_version: Version,
@@ -237,10 +230,10 @@ pub fn run(command: &ManifestCommand, now: Timestamp) -> Result<ManifestReport> 
             let replaced = manifest
                 .updates
                 .iter()
-                .any(|x| x.is(&u.variant, u.arch.as_str(), &u.version));
+                .any(|x| x.is(&u.which.variant, u.which.arch.as_str(), &u.version));
             manifest.add_update(NewUpdate {
-                variant: u.variant.clone(),
-                arch: u.arch.as_str().to_owned(),
+                variant: u.which.variant.clone(),
+                arch: u.which.arch.as_str().to_owned(),
                 version: u.version.clone(),
                 images: Images {
                     boot: args.boot_image.clone(),
@@ -254,18 +247,18 @@ pub fn run(command: &ManifestCommand, now: Timestamp) -> Result<ManifestReport> 
             save(
                 &u.file.file,
                 &manifest,
-                format!("{verb} {} {} {}", u.variant, u.arch, u.version),
+                format!("{verb} {} {} {}", u.which.variant, u.which.arch, u.version),
             )
         }
         ManifestCommand::RemoveUpdate(u) => {
             let mut manifest = load(&u.file.file)?;
             manifest
-                .remove_update(&u.variant, u.arch.as_str(), &u.version)
+                .remove_update(&u.which.variant, u.which.arch.as_str(), &u.version)
                 .context(error::MetadataSnafu)?;
             save(
                 &u.file.file,
                 &manifest,
-                format!("removed {} {} {}", u.variant, u.arch, u.version),
+                format!("removed {} {} {}", u.which.variant, u.which.arch, u.version),
             )
         }
         ManifestCommand::SetWaves(args) => {
@@ -278,14 +271,20 @@ pub fn run(command: &ManifestCommand, now: Timestamp) -> Result<ManifestReport> 
                 None => now,
             };
             manifest
-                .set_waves(&u.variant, u.arch.as_str(), &u.version, &schedule, start)
+                .set_waves(
+                    &u.which.variant,
+                    u.which.arch.as_str(),
+                    &u.version,
+                    &schedule,
+                    start,
+                )
                 .context(error::MetadataSnafu)?;
             save(
                 &u.file.file,
                 &manifest,
                 format!(
                     "set waves of {} {} {} from {start}",
-                    u.variant, u.arch, u.version
+                    u.which.variant, u.which.arch, u.version
                 ),
             )
         }
@@ -302,14 +301,18 @@ pub fn run(command: &ManifestCommand, now: Timestamp) -> Result<ManifestReport> 
         ManifestCommand::SetMaxVersion(args) => {
             let mut manifest = load(&args.file.file)?;
             manifest
-                .set_max_version(&args.variant, args.arch.as_str(), &args.max_version)
+                .set_max_version(
+                    &args.which.variant,
+                    args.which.arch.as_str(),
+                    &args.max_version,
+                )
                 .context(error::MetadataSnafu)?;
             save(
                 &args.file.file,
                 &manifest,
                 format!(
                     "set max version of {} {} to {}",
-                    args.variant, args.arch, args.max_version
+                    args.which.variant, args.which.arch, args.max_version
                 ),
             )
         }

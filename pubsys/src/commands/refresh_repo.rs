@@ -106,8 +106,8 @@ pub async fn run(args: &RefreshRepoArgs, context: &Context) -> Result<RefreshRep
     let location = args.location.location(context, args.unsafe_refresh).await?;
     let metadata_dir = args
         .outdir
-        .join(&args.location.select.variant)
-        .join(args.location.select.arch.as_str());
+        .join(&args.location.select.which.variant)
+        .join(args.location.select.which.arch.as_str());
     snafu::ensure!(
         !metadata_dir.exists(),
         error::OutputExistsSnafu {
@@ -186,8 +186,8 @@ pub async fn run(args: &RefreshRepoArgs, context: &Context) -> Result<RefreshRep
         context,
         &repo_config,
         &args.outdir,
-        &args.location.select.variant,
-        args.location.select.arch.as_str(),
+        &args.location.select.which.variant,
+        args.location.select.which.arch.as_str(),
     )
     .await?;
     Ok(RefreshReport {

@@ -39,8 +39,8 @@ pub async fn run(args: &UploadRepoArgs, context: &Context) -> Result<UploadRepor
         context,
         &context.infra.repo(&select.repo),
         &args.outdir,
-        &select.variant,
-        select.arch.as_str(),
+        &select.which.variant,
+        select.which.arch.as_str(),
     )
     .await?;
     report.context(error::NothingToUploadSnafu { path: &args.outdir })
