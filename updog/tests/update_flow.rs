@@ -1,6 +1,7 @@
-//! The whole flow against a real TUF repository served over HTTP on 127.0.0.1 and a sparse
-//! disk image in the reference layout: check-update exit codes, wave gating, update with and
-//! without --now, the signpost flip, the partitions' contents, the migrator's cache.
+//! The whole flow against a real TUF repository (signed by `pubsys repo`) served over HTTP on
+//! 127.0.0.1 and a copy of a disk image built by image-builder: check-update exit codes, wave
+//! gating, update with and without --now, the signpost flip, the partitions' contents, the
+//! migrator's cache.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -97,14 +98,15 @@ fn check_update_exit_codes_and_wave_gating() {
     assert_eq!(timing["version"], "1.1.0");
     assert_eq!(timing["wave"]["kind"], "between");
     assert_eq!(timing["wave"]["lower"]["key"], 1024);
-    assert_eq!(timing["wave"]["upper"]["key"], 2048);
+    // The scenarios' wave schedule: 50% → key 1024, 75% → key 1536 (see common::WAVES).
+    assert_eq!(timing["wave"]["upper"]["key"], 1536);
     assert_eq!(timing["ready"], false);
     let eligible: Timestamp = timing["eligible_at"].as_str().unwrap().parse().unwrap();
     assert!(eligible > Timestamp::now());
     let out = scenario.updog().arg("explain").assert().success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     assert!(
-        text.contains("Seed 1500") && text.contains("1024 < seed <= 2048"),
+        text.contains("Seed 1500") && text.contains("1024 < seed <= 1536"),
         "{text}"
     );
     assert!(text.contains("not yet"), "{text}");

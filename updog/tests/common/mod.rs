@@ -1,25 +1,28 @@
 //! Shared helpers for updog's integration tests: a loopback HTTP server with fault injection,
-//! a real signed TUF repository (tough's editor), a sparse disk image in the reference layout
-//! (sgdisk), LZ4 images, and the CLI under test with every path pointed at a temp folder.
+//! a real TUF repository signed by our own tools (`pubsys repo`, and the tuftool library where
+//! a test needs metadata pubsys refuses to sign), a host disk built by image-builder, LZ4
+//! images, and the CLI under test with every path pointed at a temp folder.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use assert_cmd::Command;
-use aws_lc_rs::rand::SystemRandom;
 use jiff::{SignedDuration, Timestamp};
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
 use std::num::NonZeroU64;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tough::editor::RepositoryEditor;
-use tough::editor::signed::{PathExists, SignedRole};
-use tough::key_source::{KeySource, LocalKeySource};
-use tough::schema::{KeyHolder, RoleKeys, RoleType, Root};
-use tough::sign::Sign;
+use tuftool::keys::KeySource;
+
+/// The variant every scenario runs and publishes.
+pub const VARIANT: &str = "test-variant";
+
+/// The version the host runs (image-builder's base disk and the test's os-release).
+pub const RUNNING_VERSION: &str = "1.0.0";
 
 // ---------------------------------------------------------------------------------------------
 // HTTP server
@@ -257,167 +260,244 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-/// A signing key and a signed root (consistent snapshots, one key for every role).
+pub fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap()
+}
+
+/// What pubsys's `main` would pass: no `Infra.toml` (so no published repository to extend and
+/// keys from the arguments) and the clock to the whole second.
+fn pubsys_context() -> pubsys::Context {
+    pubsys::Context {
+        infra: pubsys::config::infra::InfraConfig::default(),
+        now: whole_seconds(Timestamp::now()),
+    }
+}
+
+/// A signing key and a signed root (consistent snapshots, the key in every role).
 pub struct Keys {
     pub key_path: PathBuf,
     pub root_path: PathBuf,
 }
 
-pub fn make_keys(dir: &Path) -> Keys {
-    let rng = SystemRandom::new();
-    let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-    let key_path = dir.join("key.pk8");
-    fs::write(&key_path, pkcs8.as_ref()).unwrap();
-    let signer = tough::sign::parse_keypair(pkcs8.as_ref()).unwrap();
-    let key = signer.tuf_key();
-    let keyid = key.key_id().unwrap();
-    let roles = [
-        RoleType::Root,
-        RoleType::Snapshot,
-        RoleType::Targets,
-        RoleType::Timestamp,
-    ]
-    .into_iter()
-    .map(|role| {
-        (
-            role,
-            RoleKeys {
-                keyids: vec![keyid.clone()],
-                threshold: NonZeroU64::MIN,
-                _extra: HashMap::new(),
-            },
-        )
-    })
-    .collect();
-    let root = Root {
-        spec_version: "1.0.0".to_owned(),
-        consistent_snapshot: true,
-        version: NonZeroU64::MIN,
-        expires: whole_seconds(Timestamp::now() + SignedDuration::from_hours(24 * 365)),
-        keys: HashMap::from([(keyid, key)]),
-        roles,
-        _extra: HashMap::new(),
-    };
-    let keys: Vec<Box<dyn KeySource>> = vec![Box::new(LocalKeySource {
-        path: key_path.clone(),
-    })];
-    let signed = block_on(SignedRole::new(
-        root.clone(),
-        &KeyHolder::Root(root),
-        &keys,
-        &rng,
-    ))
-    .unwrap();
-    let root_path = dir.join("root.json");
-    fs::write(&root_path, signed.buffer()).unwrap();
-    Keys {
-        key_path,
-        root_path,
+impl Keys {
+    fn sources(&self) -> Vec<KeySource> {
+        vec![KeySource::File {
+            path: self.key_path.clone(),
+        }]
     }
 }
 
-pub fn whole_seconds(t: Timestamp) -> Timestamp {
-    Timestamp::from_second(t.as_second()).unwrap()
+/// A new key and root in `dir`, made by `pubsys setup`.
+pub fn make_keys(dir: &Path) -> Keys {
+    let keys = Keys {
+        key_path: dir.join("signing-key.pem"),
+        root_path: dir.join("root.json"),
+    };
+    let args = pubsys::commands::setup::SetupArgs {
+        repo: "default".to_owned(),
+        root_role_path: keys.root_path.clone(),
+        default_key_path: keys.key_path.clone(),
+        allow_missing_key: false,
+        root_expiration: "in 52 weeks".parse().unwrap(),
+        key_type: tuftool::keys::KeyType::Ed25519,
+    };
+    let report = block_on(pubsys::commands::setup::run(&args, &pubsys_context())).unwrap();
+    assert_eq!(
+        (report.root.as_str(), report.key.as_str()),
+        ("created", "generated")
+    );
+    keys
 }
 
-/// Sign a repository of the files in `inputs` into `out/metadata` and `out/targets`.
-pub fn sign_repo(keys: &Keys, inputs: &Path, out: &Path, version: u64, expires: Timestamp) {
-    block_on(async {
-        let mut editor = RepositoryEditor::new(&keys.root_path).await.unwrap();
-        let version = NonZeroU64::new(version).unwrap();
-        let expires = whole_seconds(expires);
-        editor
-            .snapshot_version(version)
-            .snapshot_expires(expires)
-            .timestamp_version(version)
-            .timestamp_expires(expires);
-        editor.targets_version(version).unwrap();
-        editor.targets_expires(expires).unwrap();
-        let mut paths: Vec<PathBuf> = fs::read_dir(inputs)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        paths.sort();
-        editor.add_target_paths(paths).await.unwrap();
-        let keys: Vec<Box<dyn KeySource>> = vec![Box::new(LocalKeySource {
-            path: keys.key_path.clone(),
-        })];
-        let signed = editor.sign(&keys).await.unwrap();
-        let metadata = out.join("metadata");
-        let targets = out.join("targets");
-        fs::create_dir_all(&metadata).unwrap();
-        fs::create_dir_all(&targets).unwrap();
-        signed.write(&metadata).await.unwrap();
-        signed
-            .copy_targets(inputs, &targets, PathExists::Replace)
-            .await
-            .unwrap();
-    });
+/// The migration every release ships, for the hop from the running version.
+pub const MIGRATION: &str = "migrate_1.1.0_foo.lz4";
+
+/// The scenarios' wave schedule (pubsys's wave TOML). It resolves to the manifest waves
+/// {0: start, 1024: start + 1 day, 1536: start + 2 days}: the first half of the fleet over the
+/// first day, the next quarter over the second, the rest two days after the start. The tests'
+/// seed, 1500, lies in the second wave. (No schedule yields a 2048 key: the first wave gets key
+/// 0 and each later one the previous wave's percentage, always below 100%.)
+const WAVES: &str = "\
+[[waves]]
+start_after = '0 hours'
+fleet_percentage = 50
+
+[[waves]]
+start_after = '1 day'
+fleet_percentage = 75
+
+[[waves]]
+start_after = '2 days'
+fleet_percentage = 100
+";
+
+/// Sign `release` (its images and the migration, in `inputs`) into a new repository with
+/// `pubsys repo`: waves from `wave_start`, the migration hop from the running version, every
+/// role expiring a week from now. pubsys works in `work`; the result is laid out in `repo`
+/// the way the host fetches it, `metadata/` and `targets/`.
+fn publish(
+    keys: &Keys,
+    release: &Release,
+    inputs: &Path,
+    wave_start: Timestamp,
+    work: &Path,
+    repo: &Path,
+) {
+    fs::create_dir_all(work).unwrap();
+    let waves = work.join("waves.toml");
+    fs::write(&waves, WAVES).unwrap();
+    // Absolute expiries: the wave start may lie days in the past.
+    let expires = whole_seconds(Timestamp::now() + SignedDuration::from_hours(24 * 7));
+    let policy = work.join("repo-expiration-policy.toml");
+    fs::write(
+        &policy,
+        format!(
+            "snapshot_expiration = '{expires}'\ntargets_expiration = '{expires}'\n\
+             timestamp_expiration = '{expires}'\n"
+        ),
+    )
+    .unwrap();
+    let release_toml = work.join("Release.toml");
+    fs::write(
+        &release_toml,
+        format!(
+            "version = \"{to}\"\n\n[migrations]\n\"({RUNNING_VERSION}, {to})\" = [\"{MIGRATION}\"]\n",
+            to = release.version
+        ),
+    )
+    .unwrap();
+    let [root, boot, hash] = release.names();
+    let args = pubsys::commands::repo::RepoArgs {
+        repo: "default".to_owned(),
+        build_report: None,
+        variant: Some(VARIANT.to_owned()),
+        arch: Some(std::env::consts::ARCH.parse().unwrap()),
+        version: Some(release.version.parse().unwrap()),
+        boot_image: Some(inputs.join(boot)),
+        root_image: Some(inputs.join(root)),
+        hash_image: Some(inputs.join(hash)),
+        link_target: Vec::new(),
+        copy_target: vec![inputs.join(MIGRATION)],
+        repo_expiration_policy_path: policy,
+        release_config_path: Some(release_toml),
+        wave_policy_path: waves,
+        root_role_path: keys.root_path.clone(),
+        signing_keys: keys.sources(),
+        default_key_path: None,
+        release_start_time: Some(update_metadata::Offset::At(wave_start)),
+        outdir: work.join("out"),
+        upload: None,
+    };
+    let report = block_on(pubsys::commands::repo::run(&args, &pubsys_context())).unwrap();
+    fs::create_dir_all(repo).unwrap();
+    fs::rename(&report.metadata_dir, repo.join("metadata")).unwrap();
+    fs::rename(&report.targets_dir, repo.join("targets")).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Disk
 
-pub const LAYOUT_1GIB: [(&str, &str, u64, u64); 13] = [
-    ("BIOS-BOOT", "21686148-6449-6e6f-744e-656564454649", 1, 4),
-    ("EFI-SYSTEM", "c12a7328-f81f-11d2-ba4b-00a0c93ec93b", 5, 5),
-    (
-        "BOTTLEROCKET-BOOT-A",
-        "6b636168-7420-6568-2070-6c616e657421",
-        10,
-        20,
-    ),
-    (
-        "BOTTLEROCKET-ROOT-A",
-        "5526016a-1a97-4ea4-b39a-b7c8c6ca4502",
-        30,
-        460,
-    ),
-    (
-        "BOTTLEROCKET-HASH-A",
-        "598f10af-c955-4456-6a99-7720068a6cea",
-        490,
-        5,
-    ),
-    (
-        "BOTTLEROCKET-RESERVED-A",
-        "0c5d99a5-d331-4147-baef-08e2b855bdc9",
-        495,
-        10,
-    ),
-    ("EFI-BACKUP", "b39ce39c-0a00-b4ab-2d11-f18f8237a21c", 505, 5),
-    (
-        "BOTTLEROCKET-BOOT-B",
-        "6b636168-7420-6568-2070-6c616e657421",
-        510,
-        20,
-    ),
-    (
-        "BOTTLEROCKET-ROOT-B",
-        "5526016a-1a97-4ea4-b39a-b7c8c6ca4502",
-        530,
-        460,
-    ),
-    (
-        "BOTTLEROCKET-HASH-B",
-        "598f10af-c955-4456-6a99-7720068a6cea",
-        990,
-        5,
-    ),
-    (
-        "BOTTLEROCKET-RESERVED-B",
-        "0c5d99a5-d331-4147-baef-08e2b855bdc9",
-        995,
-        10,
-    ),
-    (
-        "BOTTLEROCKET-PRIVATE",
-        "440408bb-eb0b-4328-a6e5-a29038fad706",
-        1005,
-        17,
-    ),
-    ("", "626f7474-6c65-6474-6861-726d61726b73", 1022, 1),
-];
+/// The host disk every scenario starts from: release 1.0.0 of the test variant, built once per
+/// test binary by image-builder.
+struct BaseDisk {
+    /// The raw OS disk image, open. Its folder is removed once the build is done (the open
+    /// file keeps the data), so nothing outlives the test binary, which never drops statics.
+    image: File,
+    /// The layout image-builder computed and wrote to it.
+    layout: image_builder::layout::Layout,
+}
+
+fn base_disk() -> &'static BaseDisk {
+    static BASE: OnceLock<BaseDisk> = OnceLock::new();
+    BASE.get_or_init(build_base_disk)
+}
+
+/// A tiny root tree built by image-builder with a 1 GiB OS image, the raw disk kept.
+fn build_base_disk() -> BaseDisk {
+    let dir = tempfile::Builder::new()
+        .prefix("updog-base-disk")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let tree = dir.path().join("rootfs");
+    fs::create_dir_all(tree.join("boot")).unwrap();
+    fs::create_dir_all(tree.join("usr/lib")).unwrap();
+    fs::write(tree.join("boot/vmlinuz"), "not a kernel\n".repeat(1000)).unwrap();
+    fs::write(
+        tree.join("usr/lib/os-release"),
+        format!("VERSION_ID={RUNNING_VERSION}\nVARIANT_ID={VARIANT}\n"),
+    )
+    .unwrap();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => image_builder::Arch::X86_64,
+        "aarch64" => image_builder::Arch::Aarch64,
+        other => panic!("image-builder does not build for {other}"),
+    };
+    let mut settings = image_builder::BuildSettings::new(
+        tree,
+        dir.path().join("images"),
+        VARIANT.to_owned(),
+        arch,
+        RUNNING_VERSION.parse().unwrap(),
+        "updogtest".to_owned(),
+    );
+    settings.layout.os_image_size_gib = 1;
+    settings.keep_raw_images = true;
+    settings.source_date_epoch = Some(1_700_000_000);
+    let report = image_builder::build(&settings, &image_builder::NoProgress).unwrap();
+    let raw = report
+        .artifact_path(image_builder::ArtifactKind::RawOsImage)
+        .unwrap();
+    let image = File::open(raw).unwrap();
+    // The build folder goes now; the open handle keeps the raw disk readable.
+    drop(dir);
+    BaseDisk {
+        image,
+        layout: report.layout,
+    }
+}
+
+/// Copy the base disk to `path`, a new file, as sparse as the original: only the data extents
+/// (found with `SEEK_DATA`/`SEEK_HOLE`) are written.
+pub fn copy_base_disk(path: &Path) {
+    use rustix::fs::{SeekFrom as Whence, seek};
+    let base = &base_disk().image;
+    let len = base.metadata().unwrap().len();
+    let copy = File::create_new(path).unwrap();
+    copy.set_len(len).unwrap();
+    let mut buffer = vec![0; 1 << 20];
+    let mut offset = 0;
+    while offset < len {
+        // Both seeks take absolute offsets and reads are positioned, so scenarios on other
+        // threads may share the handle.
+        let start = match seek(base, Whence::Data(offset)) {
+            Ok(start) => start,
+            // Only a hole left: already zero in the copy.
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(e) => panic!("seeking the base disk: {e}"),
+        };
+        let end = seek(base, Whence::Hole(start)).unwrap();
+        let mut at = start;
+        while at < end {
+            let n = buffer.len().min((end - at) as usize);
+            base.read_exact_at(&mut buffer[..n], at).unwrap();
+            copy.write_all_at(&buffer[..n], at).unwrap();
+            at += n as u64;
+        }
+        offset = end;
+    }
+}
+
+/// Byte range (offset, size) of partition `n` of the OS disk, as image-builder laid it out.
+pub fn partition_range(n: usize) -> (u64, u64) {
+    let partition = base_disk()
+        .layout
+        .os_disk
+        .partitions
+        .iter()
+        .find(|p| p.number as usize == n)
+        .unwrap_or_else(|| panic!("the OS disk has no partition {n}"));
+    (partition.offset_bytes(), partition.size_bytes())
+}
 
 pub fn tool(program: &str, args: &[&str]) -> String {
     let output = Process::new(program)
@@ -431,40 +511,6 @@ pub fn tool(program: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// A sparse 1 GiB disk image in the reference layout; set A bootable and successful
-/// (priority 1), set B empty.
-pub fn make_disk(path: &Path) {
-    File::create(path).unwrap().set_len(1024 << 20).unwrap();
-    let mut args: Vec<String> = vec!["-a".into(), "1".into()];
-    for (index, (name, guid, start, size)) in LAYOUT_1GIB.iter().enumerate() {
-        let n = index + 1;
-        args.push(format!(
-            "--new={n}:{}:{}",
-            start * 2048,
-            (start + size) * 2048 - 1
-        ));
-        args.push(format!("--typecode={n}:{guid}"));
-        if !name.is_empty() {
-            args.push(format!("--change-name={n}:{name}"));
-        }
-    }
-    args.extend([
-        "-A".into(),
-        "3:set:48".into(),
-        "-A".into(),
-        "3:set:56".into(),
-    ]);
-    args.push(path.to_string_lossy().into_owned());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    tool("sgdisk", &args);
-}
-
-/// Byte range (offset, size) of partition `n` in the 1 GiB layout.
-pub fn partition_range(n: usize) -> (u64, u64) {
-    let (_, _, start, size) = LAYOUT_1GIB[n - 1];
-    (start << 20, size << 20)
 }
 
 pub fn read_range(path: &Path, offset: u64, len: usize) -> Vec<u8> {
@@ -542,7 +588,7 @@ impl Release {
     }
 
     pub fn names(&self) -> [String; 3] {
-        let base = format!("test-variant-{}-{}", std::env::consts::ARCH, self.version);
+        let base = format!("{VARIANT}-{}-{}", std::env::consts::ARCH, self.version);
         [
             format!("{base}-root.ext4.lz4"),
             format!("{base}-boot.ext4.lz4"),
@@ -572,7 +618,7 @@ impl Scenario {
             .prefix("updog-test")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
-        let keys = make_keys(dir.path());
+        let keys = make_keys(&dir.path().join("keys"));
         let inputs = dir.path().join("inputs");
         fs::create_dir_all(&inputs).unwrap();
         let [root, boot, hash] = release.names();
@@ -580,43 +626,25 @@ impl Scenario {
         fs::write(inputs.join(&boot), lz4(&release.boot, declare_sizes)).unwrap();
         fs::write(inputs.join(&hash), lz4(&release.hash, declare_sizes)).unwrap();
         fs::write(
-            inputs.join("migrate_1.1.0_foo.lz4"),
+            inputs.join(MIGRATION),
             lz4(b"#!/bin/sh\necho migrate\n", false),
         )
         .unwrap();
-        let t = |hours: i64| (wave_start + SignedDuration::from_hours(hours)).to_string();
-        let manifest = serde_json::json!({
-            "updates": [{
-                "variant": "test-variant",
-                "arch": std::env::consts::ARCH,
-                "version": release.version,
-                "max_version": release.version,
-                "waves": { "0": t(0), "1024": t(24), "2048": t(48) },
-                "images": { "root": root, "boot": boot, "hash": hash }
-            }],
-            "migrations": {
-                format!("(1.0.0, {})", release.version): ["migrate_1.1.0_foo.lz4"]
-            }
-        });
-        fs::write(
-            inputs.join("manifest.json"),
-            serde_json::to_vec_pretty(&manifest).unwrap(),
-        )
-        .unwrap();
         let repo = dir.path().join("repo");
-        sign_repo(
+        publish(
             &keys,
+            release,
             &inputs,
+            wave_start,
+            &dir.path().join("pubsys"),
             &repo,
-            1,
-            Timestamp::now() + SignedDuration::from_hours(24 * 7),
         );
         let server = Server::start(&repo);
         let disk = dir.path().join("disk.img");
-        make_disk(&disk);
+        copy_base_disk(&disk);
         fs::write(
             dir.path().join("os-release"),
-            "NAME=Test\nVERSION_ID=1.0.0\nVARIANT_ID=test-variant\n",
+            format!("NAME=Test\nVERSION_ID={RUNNING_VERSION}\nVARIANT_ID={VARIANT}\n"),
         )
         .unwrap();
         let config = dir.path().join("updog.toml");
@@ -654,15 +682,41 @@ impl Scenario {
         fs::write(&self.config, text).unwrap();
     }
 
-    /// Re-sign the repository from the inputs (with `version`), into `repo`.
+    /// Re-sign the served repository's targets, snapshot and timestamp as `version`, expiring
+    /// at `expires`, with the tuftool library: pubsys picks versions itself and refuses to sign
+    /// expired metadata, which is exactly what the metadata fault tests need.
     pub fn resign(&self, version: u64, expires: Timestamp) {
-        sign_repo(
-            &self.keys,
-            &self.inputs,
-            &self.path("repo"),
-            version,
-            expires,
+        let repo = self.path("repo");
+        let role = tuftool::repo::RoleSchedule {
+            version: Some(NonZeroU64::new(version).unwrap()),
+            expires: Some(whole_seconds(expires)),
+        };
+        let options = tuftool::repo::PublishOptions {
+            keys: self.keys.sources(),
+            add_targets: Vec::new(),
+            follow_links: false,
+            link_mode: tuftool::fsutil::LinkMode::Copy,
+            jobs: 1,
+            schedule: tuftool::repo::Schedule {
+                targets: role,
+                snapshot: role,
+                timestamp: role,
+            },
+            outdir: repo.clone(),
+        };
+        let location = tuftool::repo::RepoLocation::new(
+            self.keys.root_path.clone(),
+            url::Url::from_directory_path(repo.join("metadata")).unwrap(),
+            None,
+            false,
         );
+        block_on(tuftool::repo::update_repo(
+            &location,
+            &options,
+            &tuftool::repo::UpdateOptions::default(),
+            Timestamp::now(),
+        ))
+        .unwrap();
     }
 
     /// The CLI on this scenario's disk and config.
