@@ -334,32 +334,54 @@ pub async fn run(args: &AmiArgs, context: &Context) -> Result<AmiReport> {
         ami_output: args.ami_output.clone(),
     };
 
-    // 1. The base AMI: found by name, or created from uploaded snapshots.
+    // 1. The base AMI: found by name, or created from uploaded snapshots. Meanwhile, look up
+    //    what the copy regions already hold, so the copies start without that round trip.
     let ec2_base = aws.ec2(base.as_str()).await.context(error::ClientSnafu {
         region: base.as_str(),
     })?;
-    let (base_id, existing) = match image_named(&ec2_base, base.as_str(), &args.name).await? {
-        Some(image) => {
-            let id = ec2::image_id(&image, "DescribeImages", base.as_str())?.to_owned();
-            check_arch(&image, args, base.as_str())?;
-            tracing::warn!(
-                image_id = %id,
-                region = %base,
-                "an AMI named '{}' already exists; reusing it (its content is not checked)",
-                args.name
-            );
-            (id, true)
-        }
-        None => {
-            let (id, uploaded) = create_base(args, &aws, base.as_str(), wait).await?;
-            report.uploaded = uploaded;
-            (id, false)
+    let targets: Vec<&Region> = regions.iter().skip(1).collect();
+    let base_work = async {
+        match image_named(&ec2_base, base.as_str(), &args.name).await? {
+            Some(image) => {
+                let id = ec2::image_id(&image, "DescribeImages", base.as_str())?.to_owned();
+                check_arch(&image, args, base.as_str())?;
+                tracing::warn!(
+                    image_id = %id,
+                    region = %base,
+                    "an AMI named '{}' already exists; reusing it (its content is not checked)",
+                    args.name
+                );
+                Ok((id, true, Vec::new()))
+            }
+            None => {
+                let (id, uploaded) = create_base(args, &aws, base.as_str(), wait).await?;
+                Ok::<_, error::Error>((id, false, uploaded))
+            }
         }
     };
+    let lookups = stream::iter(targets.iter().copied())
+        .map(|region| {
+            let aws = &aws;
+            async move {
+                // A failed lookup is simply done again by the copy itself.
+                let found = match aws.ec2(region.as_str()).await {
+                    Ok(ec2) => image_named(&ec2, region.as_str(), &args.name).await.ok(),
+                    Err(_) => None,
+                };
+                (region.as_str(), found)
+            }
+        })
+        .buffer_unordered(args.copy_concurrency.max(1))
+        .collect::<std::collections::HashMap<&str, Option<Option<aws_sdk_ec2::types::Image>>>>();
+    let (base_result, mut prefetched) = tokio::join!(base_work, lookups);
+    let (base_id, existing, uploaded) = base_result?;
+    report.uploaded = uploaded;
     recorder.record(base.as_str(), Image::new(&base_id, &args.name))?;
     let base_image = wait_for_image(&ec2_base, base.as_str(), &base_id, wait).await?;
-    finish_image(&ec2_base, base.as_str(), &base_image, args).await?;
-    let base_record = describe_record(&ec2_base, base.as_str(), &base_id, &args.name).await?;
+    let (_, base_record) = tokio::try_join!(
+        finish_image(&ec2_base, base.as_str(), &base_image, args),
+        describe_record(&ec2_base, base.as_str(), &base_id, &args.name)
+    )?;
     recorder.record(base.as_str(), base_record)?;
     report.regions.push(RegionOutcome {
         region: base.to_string(),
@@ -370,7 +392,6 @@ pub async fn run(args: &AmiArgs, context: &Context) -> Result<AmiReport> {
     });
 
     // 2. Copies, bounded and awaited.
-    let targets: Vec<&Region> = regions.iter().skip(1).collect();
     if !targets.is_empty() {
         let base_snapshots = snapshot_ids(&base_image);
         // Regions can only publish from another account when they assume their own role;
@@ -391,6 +412,7 @@ pub async fn run(args: &AmiArgs, context: &Context) -> Result<AmiReport> {
         };
         let mut outcomes: Vec<RegionOutcome> = stream::iter(targets)
             .map(|region| {
+                let prefetched = prefetched.remove(region.as_str()).flatten();
                 let aws = &aws;
                 let recorder = &recorder;
                 let base_id = base_id.as_str();
@@ -414,6 +436,7 @@ pub async fn run(args: &AmiArgs, context: &Context) -> Result<AmiReport> {
                             base_account,
                             region: region.as_str(),
                             wait: copy_wait,
+                            prefetched,
                         },
                         recorder,
                         &mut outcome,
@@ -760,6 +783,9 @@ struct CopyJob<'a> {
     base_account: Option<&'a str>,
     region: &'a str,
     wait: WaitSettings,
+    /// What a lookup by name found in `region` before the copies started (`None`: not
+    /// looked up, do it now).
+    prefetched: Option<Option<aws_sdk_ec2::types::Image>>,
 }
 
 /// Deterministic idempotency token for the copy of `name` into `region`.
@@ -778,6 +804,7 @@ async fn copy_to(job: CopyJob<'_>, recorder: &Recorder, outcome: &mut RegionOutc
         base_account,
         region,
         wait,
+        prefetched,
     } = job;
     let ec2 = aws
         .ec2(region)
@@ -792,7 +819,11 @@ async fn copy_to(job: CopyJob<'_>, recorder: &Recorder, outcome: &mut RegionOutc
         }
     }
 
-    let id = match image_named(&ec2, region, &args.name).await? {
+    let found = match prefetched {
+        Some(found) => found,
+        None => image_named(&ec2, region, &args.name).await?,
+    };
+    let id = match found {
         Some(image) => {
             outcome.existing = true;
             ec2::image_id(&image, "DescribeImages", region)?.to_owned()
@@ -846,8 +877,10 @@ async fn copy_to(job: CopyJob<'_>, recorder: &Recorder, outcome: &mut RegionOutc
     outcome.image_id = Some(id.clone());
     recorder.record(region, Image::new(&id, &args.name))?;
     let image = wait_for_image(&ec2, region, &id, wait).await?;
-    finish_image(&ec2, region, &image, args).await?;
-    let record = describe_record(&ec2, region, &id, &args.name).await?;
+    let (_, record) = tokio::try_join!(
+        finish_image(&ec2, region, &image, args),
+        describe_record(&ec2, region, &id, &args.name)
+    )?;
     recorder.record(region, record)?;
     outcome.status = RegionStatus::Available;
     Ok(())
