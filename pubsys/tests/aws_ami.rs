@@ -402,6 +402,9 @@ fn bad_input_is_refused_before_any_call() {
 /// pubsys sent.
 const DEPRECATION_OK: &str = r#"<EnableImageDeprecationResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>proxy</requestId><return>true</return></EnableImageDeprecationResponse>"#;
 
+/// GetCallerIdentity as answered to us-east-1's role: another account.
+const OTHER_ACCOUNT_IDENTITY: &str = r#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>arn:aws:sts::222233334444:assumed-role/east-publisher/pubsys</Arn><UserId>AROAEXAMPLE:pubsys</UserId><Account>222233334444</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>proxy</RequestId></ResponseMetadata></GetCallerIdentityResponse>"#;
+
 /// The access key that signed a request (SigV4 `Credential=KEY/date/region/service/...`).
 fn signing_key(request: &test_support::proxy::Recorded) -> String {
     request
@@ -414,15 +417,22 @@ fn signing_key(request: &test_support::proxy::Recorded) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn role_chain_and_deprecation_time() {
+    // moto files every call under the proxy's account, so the other account of us-east-1's
+    // role is stood in for by the proxy answering that region's GetCallerIdentity.
     let world = World::with_rules(vec![
         Rule::always(Action::Answer(200, DEPRECATION_OK))
             .service("ec2")
             .operation("EnableImageDeprecation"),
+        Rule::always(Action::Answer(200, OTHER_ACCOUNT_IDENTITY))
+            .service("sts")
+            .operation("GetCallerIdentity")
+            .region("us-east-1"),
     ]);
     let image = world.path("os.img");
     sparse_image(&image, 4 * BLOCK, &[(0, 1), (3, 2)]);
     let global = format!("arn:aws:iam::{}:role/publisher", world.account);
-    let east = format!("arn:aws:iam::{}:role/east-publisher", world.account);
+    // us-east-1 publishes from another account: the base AMI must be shared with it first.
+    let east = "arn:aws:iam::222233334444:role/east-publisher".to_owned();
     let infra = world.path("Infra.toml");
     std::fs::write(
         &infra,
@@ -491,6 +501,21 @@ async fn role_chain_and_deprecation_time() {
         !east_keys.contains(&global_key),
         "us-east-1 works as its own role"
     );
+
+    // The other account was given the base AMI and its snapshot (in the base region) before
+    // its copy.
+    for operation in ["ModifyImageAttribute", "ModifySnapshotAttribute"] {
+        let grants: Vec<_> = requests
+            .iter()
+            .filter(|r| r.operation == operation && r.region == "us-west-2")
+            .collect();
+        assert_eq!(grants.len(), 1, "{operation}");
+        assert!(
+            grants[0].body_text().contains("222233334444"),
+            "{operation}: {}",
+            grants[0].body_text()
+        );
+    }
 
     // --deprecation-time: sent for the AMI in each region, with the time given.
     let deprecations: Vec<_> = requests

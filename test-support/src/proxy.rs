@@ -46,6 +46,8 @@ pub struct Rule {
     pub service: Option<String>,
     /// Operation name (`RegisterImage`, `PutParameter`, `PutSnapshotBlock`, ...).
     pub operation: Option<String>,
+    /// Signing region.
+    pub region: Option<String>,
     /// Share of matching requests hit, 0.0–1.0 (deterministic pseudo-random sequence).
     pub probability: f64,
     /// At most this many faults from this rule (`None`: unbounded).
@@ -62,6 +64,7 @@ impl Rule {
         Rule {
             service: None,
             operation: None,
+            region: None,
             probability: 1.0,
             limit: None,
             after: 0,
@@ -86,6 +89,12 @@ impl Rule {
     /// Restrict to one operation.
     pub fn operation(mut self, operation: &str) -> Rule {
         self.operation = Some(operation.to_owned());
+        self
+    }
+
+    /// Restrict to requests signed for one region.
+    pub fn region(mut self, region: &str) -> Rule {
+        self.region = Some(region.to_owned());
         self
     }
 
@@ -469,7 +478,7 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>) -> std::io::Resu
         };
         let (service, region) = scope(&request);
         let operation = operation(&request, &service);
-        let fault = decide(&state, &service, &operation);
+        let fault = decide(&state, &service, &operation, &region);
         let mut record = Recorded {
             service: service.clone(),
             region,
@@ -666,10 +675,11 @@ fn operation(request: &Request, service: &str) -> String {
     format!("{} {}", request.method, path)
 }
 
-fn decide(state: &State, service: &str, operation: &str) -> Option<Action> {
+fn decide(state: &State, service: &str, operation: &str, region: &str) -> Option<Action> {
     let mut rules = state.rules.lock().unwrap_or_else(|e| e.into_inner());
     for rule in rules.iter_mut() {
         if rule.rule.service.as_deref().is_some_and(|s| s != service)
+            || rule.rule.region.as_deref().is_some_and(|r| r != region)
             || rule
                 .rule
                 .operation
