@@ -146,17 +146,77 @@ enum DecodeError {
     Empty,
 }
 
+/// Decompressed buffers in flight between the decoder and the writer thread.
+const WRITE_BUFFERS: usize = 3;
+
 /// Decode every LZ4 frame from `reader` into `writer`; returns the decompressed length.
+///
+/// Decoding (LZ4 and its frame checksum) and writing (the kernel's copy into the page cache)
+/// each take a good share of a core, so they run on two threads handing over a few 1 MiB
+/// buffers: writes stay large and in order, and memory stays fixed.
 fn decode_all(
     reader: &mut ChannelReader,
     writer: &mut PartitionWriter,
 ) -> Result<u64, DecodeError> {
-    let mut buffer = vec![0_u8; WRITE_BUFFER];
+    let (full_sender, full) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(WRITE_BUFFERS);
+    let (empty_sender, empty) = std::sync::mpsc::sync_channel::<Vec<u8>>(WRITE_BUFFERS);
+    for _ in 0..WRITE_BUFFERS {
+        // Cannot fail: the channel has room for every buffer and its receiver is alive.
+        let _ = empty_sender.send(vec![0_u8; WRITE_BUFFER]);
+    }
+    let partition = &mut *writer;
+    let outcome = std::thread::scope(|scope| {
+        let writing = scope.spawn(move || -> io::Result<()> {
+            for (buffer, filled) in full {
+                partition.write_all(&buffer[..filled])?;
+                // The decoder may have stopped; then the buffer is simply dropped.
+                let _ = empty_sender.send(buffer);
+            }
+            Ok(())
+        });
+        let decoded = decode_frames(reader, &empty, &full_sender);
+        drop(full_sender);
+        let written = writing
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the partition writer thread panicked")));
+        (decoded, written)
+    });
+    match outcome {
+        // A write error explains a decoder that stopped for want of buffers.
+        (_, Err(e)) => Err(
+            if e.get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<TooLarge>().is_some())
+            {
+                DecodeError::TooLarge
+            } else {
+                DecodeError::Write(e)
+            },
+        ),
+        (Err(e), Ok(())) => Err(e),
+        (Ok(0), Ok(())) => Err(DecodeError::Empty),
+        (Ok(_), Ok(())) => {
+            writer.file.sync_data().map_err(DecodeError::Write)?;
+            Ok(writer.written)
+        }
+    }
+}
+
+/// The decoder side of [`decode_all`]: fills free buffers with decompressed bytes and hands
+/// them to the writer. Returns the number of frames, or stops early (`Ok`) when the writer
+/// has gone away (its error is the one to report).
+fn decode_frames(
+    reader: &mut ChannelReader,
+    empty: &std::sync::mpsc::Receiver<Vec<u8>>,
+    full: &std::sync::mpsc::SyncSender<(Vec<u8>, usize)>,
+) -> Result<u64, DecodeError> {
     let mut frames = 0;
     while reader.has_more() {
         frames += 1;
         let mut decoder = lz4::Decoder::new(&mut *reader).map_err(DecodeError::Decode)?;
         loop {
+            let Ok(mut buffer) = empty.recv() else {
+                return Ok(frames);
+            };
             // Fill the buffer before writing, so writes are large.
             let mut filled = 0;
             while filled < buffer.len() {
@@ -171,25 +231,14 @@ fn decode_all(
             if filled == 0 {
                 break;
             }
-            if let Err(e) = writer.write_all(&buffer[..filled]) {
-                let too_large = e
-                    .get_ref()
-                    .is_some_and(|inner| inner.downcast_ref::<TooLarge>().is_some());
-                return Err(if too_large {
-                    DecodeError::TooLarge
-                } else {
-                    DecodeError::Write(e)
-                });
+            if full.send((buffer, filled)).is_err() {
+                return Ok(frames);
             }
         }
         let (_, result) = decoder.finish();
         result.map_err(DecodeError::Decode)?;
     }
-    if frames == 0 {
-        return Err(DecodeError::Empty);
-    }
-    writer.file.sync_data().map_err(DecodeError::Write)?;
-    Ok(writer.written)
+    Ok(frames)
 }
 
 /// What writing one image did.

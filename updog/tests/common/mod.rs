@@ -109,6 +109,9 @@ impl Server {
 }
 
 fn serve(stream: TcpStream, state: &Mutex<ServerState>) -> std::io::Result<()> {
+    // Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm holds
+    // the body until the client's delayed ACK (40 ms per request on a kept-alive connection).
+    stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut stream = stream;
     loop {
