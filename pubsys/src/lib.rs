@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod progress;
 pub mod repo;
 pub mod s3;
 

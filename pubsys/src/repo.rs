@@ -119,20 +119,7 @@ pub fn s3_region(context: &crate::Context, repo: &RepoConfig) -> Result<String> 
 /// `AWS_ENDPOINT_URL`).
 pub async fn s3_client(context: &crate::Context, repo: &RepoConfig) -> Result<aws_sdk_s3::Client> {
     let region = s3_region(context, repo)?;
-    let aws = context.infra.aws.clone().unwrap_or_default();
-    let mut builder = aws_context::AwsContext::builder(&region)
-        .profile(aws.profile.clone())
-        .role(aws.role.clone());
-    if let Some(role) = aws
-        .region
-        .iter()
-        .find(|(r, _)| r.as_str() == region)
-        .and_then(|(_, c)| c.role.clone())
-    {
-        builder = builder.region_role(region.as_str(), role);
-    }
-    builder
-        .build()
+    crate::aws::factory(context, &region, aws_context::RetrySettings::default())
         .await
         .s3(&region)
         .await
@@ -143,23 +130,18 @@ pub async fn s3_client(context: &crate::Context, repo: &RepoConfig) -> Result<aw
         })
 }
 
-/// Publish `<outdir>/targets/` and `<outdir>/<variant>/<arch>/` to `destination`, if one is
-/// given, with an S3 client for this repository (see [`crate::s3::upload`] for the order).
+/// Publish `<outdir>/targets/` and `<outdir>/<variant>/<arch>/` to `destination` with an S3
+/// client for this repository (see [`crate::s3::upload`] for the order).
 pub async fn upload(
-    destination: Option<&crate::s3::S3Location>,
+    destination: &crate::s3::S3Location,
     context: &crate::Context,
     repo: &RepoConfig,
     outdir: &Path,
     variant: &str,
     arch: &str,
-) -> Result<Option<crate::s3::UploadReport>> {
-    let Some(destination) = destination else {
-        return Ok(None);
-    };
+) -> Result<crate::s3::UploadReport> {
     let client = s3_client(context, repo).await?;
-    crate::s3::upload(&client, outdir, variant, arch, destination)
-        .await
-        .map(Some)
+    crate::s3::upload(&client, outdir, variant, arch, destination).await
 }
 
 /// The location with the transport its URLs need: S3 when either URL is `s3://`.

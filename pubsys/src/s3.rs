@@ -27,7 +27,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use snafu::{OptionExt, ResultExt, ensure};
 use std::fmt;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use tough::{Transport, TransportError, TransportErrorKind, TransportStream};
 use url::Url;
@@ -513,10 +513,18 @@ async fn publish_one(
     item: &UploadItem,
     bar: &indicatif::ProgressBar,
 ) -> Result<UploadedFile> {
-    let path = item.path.clone();
-    let sha256 = tokio::task::spawn_blocking(move || sha256_file(&path))
-        .await
-        .context(error::JoinSnafu)??;
+    let name = item.key.rsplit('/').next().unwrap_or(&item.key);
+    let sha256 = match sha256_prefix(name) {
+        // tuftool hashed a content-addressed target when it named it: no second read of a
+        // possibly large image.
+        Some(hash) if item.kind == FileKind::Target => hash.to_ascii_lowercase(),
+        _ => {
+            let path = item.path.clone();
+            tokio::task::spawn_blocking(move || sha256_file(&path))
+                .await
+                .context(error::JoinSnafu)??
+        }
+    };
     let outcome = if already_present(client, bucket, item, &sha256).await? {
         tracing::debug!(key = %item.key, "already present");
         Outcome::Present
@@ -534,19 +542,6 @@ async fn publish_one(
     })
 }
 
-fn progress_bar(total: u64) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "upload [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
-}
-
 /// Publish the output folder's repository for `variant`/`arch` to `destination`: targets
 /// (a few at a time), then metadata one file at a time in the safe order, `timestamp.json`
 /// last.
@@ -558,7 +553,11 @@ pub async fn upload(
     destination: &S3Location,
 ) -> Result<UploadReport> {
     let items = plan(outdir, variant, arch, destination)?;
-    let bar = progress_bar(items.iter().map(|i| i.size).sum());
+    let bar = crate::progress::bar(
+        true,
+        items.iter().map(|i| i.size).sum(),
+        "upload [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+    );
     let bucket = destination.bucket.as_str();
     let (targets, metadata): (Vec<&UploadItem>, Vec<&UploadItem>) =
         items.iter().partition(|i| i.kind == FileKind::Target);

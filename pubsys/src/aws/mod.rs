@@ -170,14 +170,29 @@ impl AwsArgs {
 
 /// Build the client factory for a run whose base region is `base`.
 pub async fn context(args: &AwsArgs, context: &Context, base: &Region) -> aws_context::AwsContext {
-    let aws = context.infra.aws.clone().unwrap_or_default();
-    let mut builder = aws_context::AwsContext::builder(base.as_str())
-        .profile(aws.profile.clone())
-        .role(aws.role.clone())
-        .retry(aws_context::RetrySettings {
+    factory(
+        context,
+        base.as_str(),
+        aws_context::RetrySettings {
             max_attempts: args.max_attempts.max(1),
             initial_backoff: Duration::from_millis(args.retry_backoff_ms),
-        });
+        },
+    )
+    .await
+}
+
+/// The one client factory of every pubsys command that talks to AWS (the AWS commands, S3
+/// repositories): `Infra.toml`'s profile, global role and per-region roles, STS in `base`.
+pub async fn factory(
+    context: &Context,
+    base: &str,
+    retry: aws_context::RetrySettings,
+) -> aws_context::AwsContext {
+    let aws = context.infra.aws.clone().unwrap_or_default();
+    let mut builder = aws_context::AwsContext::builder(base)
+        .profile(aws.profile.clone())
+        .role(aws.role.clone())
+        .retry(retry);
     for (region, config) in &aws.region {
         if let Some(role) = &config.role {
             builder = builder.region_role(region.as_str(), role.clone());

@@ -15,7 +15,6 @@ use aws_sdk_ebs::types::{ChecksumAggregationMethod, ChecksumAlgorithm, Status};
 use aws_sdk_ec2::types::{Filter, SnapshotState};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use snafu::{OptionExt, ResultExt};
-use std::io::IsTerminal;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -318,15 +317,11 @@ async fn put_block(
 }
 
 fn progress_bar(enabled: bool, blocks: u64, path: &Path) -> indicatif::ProgressBar {
-    if !enabled || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(blocks);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
+    let bar = crate::progress::bar(
+        enabled,
+        blocks,
         "{msg} [{bar:40}] {pos}/{len} blocks ({per_sec}, {eta})",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
+    );
     bar.set_message(
         path.file_name()
             .map(|n| n.to_string_lossy().into_owned())

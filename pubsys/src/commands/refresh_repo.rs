@@ -181,15 +181,20 @@ pub async fn run(args: &RefreshRepoArgs, context: &Context) -> Result<RefreshRep
     }
     .context(error::TuftoolSnafu)?;
     shared::move_into_layout(&out, &metadata_dir, &args.outdir.join("targets"))?;
-    let upload = shared::upload(
-        upload_to.as_ref(),
-        context,
-        &repo_config,
-        &args.outdir,
-        &args.location.select.which.variant,
-        args.location.select.which.arch.as_str(),
-    )
-    .await?;
+    let upload = match &upload_to {
+        Some(to) => Some(
+            shared::upload(
+                to,
+                context,
+                &repo_config,
+                &args.outdir,
+                &args.location.select.which.variant,
+                args.location.select.which.arch.as_str(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     Ok(RefreshReport {
         upload,
         roles: args.roles,

@@ -454,15 +454,20 @@ pub async fn run(args: &RepoArgs, context: &Context) -> Result<RepoReport> {
     };
 
     shared::move_into_layout(&out, &metadata_dir, &targets_dir)?;
-    let upload = shared::upload(
-        upload_to.as_ref(),
-        context,
-        &repo_config,
-        &args.outdir,
-        &release.variant,
-        arch,
-    )
-    .await?;
+    let upload = match &upload_to {
+        Some(to) => Some(
+            shared::upload(
+                to,
+                context,
+                &repo_config,
+                &args.outdir,
+                &release.variant,
+                arch,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     Ok(RepoReport {
         upload,
         variant: release.variant,

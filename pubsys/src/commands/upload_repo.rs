@@ -5,11 +5,10 @@
 //! objects already present with the same content are skipped.
 
 use crate::Context;
-use crate::error::{self, Result};
+use crate::error::Result;
 use crate::repo::{self as shared, RepoSelectArgs};
 use crate::s3::{S3Location, UploadReport};
 use clap::Args;
-use snafu::OptionExt;
 use std::path::PathBuf;
 use url::Url;
 
@@ -34,14 +33,13 @@ pub struct UploadRepoArgs {
 pub async fn run(args: &UploadRepoArgs, context: &Context) -> Result<UploadReport> {
     let destination = S3Location::parse(&args.to)?;
     let select = &args.select;
-    let report = shared::upload(
-        Some(&destination),
+    shared::upload(
+        &destination,
         context,
         &context.infra.repo(&select.repo),
         &args.outdir,
         &select.which.variant,
         select.which.arch.as_str(),
     )
-    .await?;
-    report.context(error::NothingToUploadSnafu { path: &args.outdir })
+    .await
 }
