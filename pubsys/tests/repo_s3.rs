@@ -1,6 +1,7 @@
 //! The S3 round trip against the moto server on 127.0.0.1 (started by the test): publish a
 //! release with `pubsys repo --upload s3://…`, extend it from `s3://`, validate, check
-//! expirations and refresh over `s3://`; a publish that fails part-way leaves the published
+//! expirations and refresh over `s3://`, extend again from plain HTTP; a publish that fails
+//! part-way leaves the published
 //! repository valid, and `pubsys upload-repo` finishes it under injected S3 faults.
 //! Every published version is loaded with tough (the library updog uses) over S3 and over
 //! plain HTTP.
@@ -291,6 +292,27 @@ fn publish_to_s3_then_extend_validate_and_refresh_from_s3() {
     assert_eq!(
         versions(&manifest_over_s3(world, &release.root)),
         ["1.0.0", "1.1.0"]
+    );
+
+    // v1.2.0 extends the repository read over plain HTTP (what a CDN in front of the bucket
+    // serves hosts) and publishes back to S3.
+    let base = format!("{}/{}/repo", world.proxy.url(), bucket(world));
+    let http_infra = world.path("Infra-http.toml");
+    std::fs::write(
+        &http_infra,
+        format!(
+            "[aws]\nregions = [\"us-west-2\"]\n\n[repo.default]\nmetadata_base_url = \"{base}/\"\ntargets_url = \"{base}/targets/\"\n"
+        ),
+    )
+    .unwrap();
+    let mut args = release.repo_args("1.2.0", &world.path("out3"));
+    assert_eq!(args[0], "--infra-config");
+    args[1] = s(&http_infra).to_owned();
+    let r3 = json_ok(world, &strs(&args));
+    assert_eq!(r3["extended"], format!("{base}/aws-dev/x86_64/"));
+    assert_eq!(
+        versions(&manifest_over_s3(world, &release.root)),
+        ["1.0.0", "1.1.0", "1.2.0"]
     );
 }
 
