@@ -464,8 +464,7 @@ fn validate_check_and_refresh_an_expired_repository() {
         keys: vec![tuftool::keys::KeySource::File { path: key.clone() }],
         add_targets: vec![inputs.clone()],
         follow_links: false,
-        link_mode: tuftool::fsutil::LinkMode::Copy,
-        jobs: 1,
+        place: tuftool::repo::Place::default(),
         schedule: tuftool::repo::Schedule {
             targets: schedule_at(past),
             snapshot: schedule_at(past),

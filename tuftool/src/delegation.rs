@@ -144,15 +144,7 @@ async fn finish(
     tree.targets.signed.validate_paths()?;
     let keys = SigningKeys::load(&ctx.keys).await?;
     let staged = repo::sign_tree(&mut tree, &changed, true, &keys, &ctx.schedule).await?;
-    repo::commit(
-        &tree,
-        staged,
-        &ctx.outdir,
-        &[],
-        crate::fsutil::LinkMode::Copy,
-        1,
-    )
-    .await
+    repo::commit(&tree, staged, &ctx.outdir, &[], repo::Place::default()).await
 }
 
 async fn load_tree(ctx: &DelegationContext) -> Result<Tree> {

@@ -334,6 +334,14 @@ pub enum Error {
         /// Cause.
         source: Box<tough::error::Error>,
     },
+    /// A role could not be written as canonical JSON.
+    #[snafu(display("cannot write {role} as canonical JSON"))]
+    CanonicalJson {
+        /// Role.
+        role: String,
+        /// Cause.
+        source: std::io::Error,
+    },
     /// A role does not exist.
     #[snafu(display("no role named {role} in this repository"))]
     NoSuchRole {

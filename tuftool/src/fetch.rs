@@ -88,7 +88,7 @@ pub(crate) async fn fetch_target(
     dest: &Path,
 ) -> Result<()> {
     let base = Path::new("");
-    let candidates = placements(base, name, &target.hashes.sha256, consistent);
+    let candidates = placements(base, name, &target.hashes.sha256, consistent, true);
     let transport = tough::DefaultTransport::new();
     let mut last_url = String::new();
     for candidate in candidates {
@@ -204,6 +204,7 @@ pub async fn clone_repo(
     metadata_dir: &Path,
     targets_dir: Option<&Path>,
     names: &[String],
+    tough_placement: bool,
 ) -> Result<CloneReport> {
     fsutil::ensure_absent(metadata_dir)?;
     if let Some(t) = targets_dir {
@@ -280,7 +281,13 @@ pub async fn clone_repo(
             })?;
             let staging_t = fsutil::staging_dir_for(dir)?;
             for (name, target) in select_targets(&repo, names)? {
-                let spots = placements(staging_t.path(), &name, &target.hashes.sha256, consistent);
+                let spots = placements(
+                    staging_t.path(),
+                    &name,
+                    &target.hashes.sha256,
+                    consistent,
+                    tough_placement,
+                );
                 fetch_target(&targets_url, &name, &target, consistent, &spots[0]).await?;
                 for extra in &spots[1..] {
                     fsutil::publish_file(&spots[0], extra, fsutil::LinkMode::Hardlink, false)
@@ -382,13 +389,5 @@ pub async fn transfer_metadata(
         &options.schedule,
     )
     .await?;
-    repo::commit(
-        &tree,
-        staged,
-        &options.outdir,
-        &[],
-        fsutil::LinkMode::Copy,
-        1,
-    )
-    .await
+    repo::commit(&tree, staged, &options.outdir, &[], repo::Place::default()).await
 }

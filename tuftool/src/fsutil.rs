@@ -89,6 +89,26 @@ pub fn publish_file(src: &Path, dest: &Path, mode: LinkMode, skip_existing: bool
 
 /// [`publish_file`] for a destination whose folder already exists.
 pub fn place_file(src: &Path, dest: &Path, mode: LinkMode, skip_existing: bool) -> Result<()> {
+    if skip_existing && mode != LinkMode::Copy {
+        // A link is created whole or not at all, so a content-addressed name can be linked
+        // straight to its final name: no temporary name, no rename, no `stat` first (a name
+        // that exists already holds these bytes). This halves the directory operations per
+        // target, which dominate publishing many small files.
+        let placed = match mode {
+            LinkMode::Hardlink => std::fs::hard_link(src, dest),
+            _ => std::fs::canonicalize(src).and_then(|abs| symlink(&abs, dest)),
+        };
+        return match placed {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                Err(error::Error::PublishTarget {
+                    src: src.to_path_buf(),
+                    dest: dest.to_path_buf(),
+                    source: e,
+                })
+            }
+            _ => Ok(()),
+        };
+    }
     if skip_existing && std::fs::symlink_metadata(dest).is_ok() {
         return Ok(());
     }

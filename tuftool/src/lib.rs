@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod canonical;
 pub mod cli;
 pub mod commands;
 pub mod conformance;

@@ -459,6 +459,40 @@ fn check_threshold(
     Ok(())
 }
 
+/// Sign `role` with every key in `keys` that is among `keyids` (replacing its signatures) and
+/// return the file's bytes: pretty JSON and a newline, as tough writes it. The signatures are
+/// over [`crate::canonical`]'s form, which is byte-for-byte what verifiers compute.
+async fn sign_in_place<T: Serialize>(
+    role: &mut Signed<T>,
+    name: &str,
+    keyids: &[Decoded<Hex>],
+    keys: &SigningKeys,
+    rng: &(dyn SecureRandom + Sync),
+) -> Result<Vec<u8>> {
+    let message =
+        crate::canonical::to_vec(&role.signed).context(error::CanonicalJsonSnafu { role: name })?;
+    let mut signatures = Vec::new();
+    for key in keys.keys.iter().filter(|k| keyids.contains(&k.keyid)) {
+        let sig = key
+            .signer
+            .sign(&message, rng)
+            .await
+            .context(error::SignWithKeySnafu {
+                keyid: hex::encode(&key.keyid),
+            })?;
+        signatures.push(tough::schema::Signature {
+            keyid: key.keyid.clone(),
+            sig: sig.into(),
+        });
+    }
+    role.signatures = signatures;
+    let mut buffer = serde_json::to_vec_pretty(role).context(error::SerializeSnafu {
+        what: name.to_owned(),
+    })?;
+    buffer.push(b'\n');
+    Ok(buffer)
+}
+
 fn metafile(buffer: &[u8], sha256: &[u8], version: NonZeroU64) -> Metafile {
     Metafile {
         length: Some(buffer.len() as u64),
@@ -557,14 +591,27 @@ pub(crate) async fn sign_tree(
         let role = tree.role_mut(name)?;
         role.signed.version = version;
         role.signed.expires = expires;
+        if name == "targets" {
+            // The top-level role can hold a very large map: sign it in place, with the fast
+            // canonical form, instead of cloning it twice through tough's `SignedRole`.
+            let (keyids, _) = top_holder(&tree.root.signed, RoleType::Targets)?;
+            let role = tree.role_mut(name)?;
+            let buffer = sign_in_place(role, name, &keyids, keys, &rng).await?;
+            let sha256 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &buffer);
+            new_meta.push((
+                format!("{name}.json"),
+                metafile(&buffer, sha256.as_ref(), version),
+            ));
+            role_files.push((targets_filename(name, version, consistent), buffer));
+            staged.report.signed.push(SignedRoleReport {
+                role: name.clone(),
+                version: version.get(),
+                expires: expires.to_string(),
+            });
+            continue;
+        }
         let content = role.signed.clone();
-        let (buffer, sha256, signed) = if name == "targets" {
-            let s = tough::editor::signed::SignedRole::new(content, &holder, &boxed, &rng)
-                .await
-                .map_err(Box::new)
-                .context(error::SignRoleSnafu { role: name.clone() })?;
-            (s.buffer().clone(), s.sha256().to_vec(), s.signed().clone())
-        } else {
+        let (buffer, sha256, signed) = {
             let content = DelegatedTargets {
                 name: name.clone(),
                 targets: content,
@@ -770,13 +817,20 @@ pub(crate) async fn commit(
     mut staged: Staged,
     outdir: &Path,
     inputs: &[InputTarget],
-    link_mode: LinkMode,
-    jobs: usize,
+    place: Place,
 ) -> Result<RepoReport> {
     let metadata_dir = outdir.join("metadata");
     let targets_dir = outdir.join("targets");
     let missing = missing_files(tree, &staged, &metadata_dir).await?;
-    targets::publish_inputs(inputs, &targets_dir, tree.consistent(), link_mode, jobs).await?;
+    targets::publish_inputs(
+        inputs,
+        &targets_dir,
+        tree.consistent(),
+        place.tough_placement,
+        place.link_mode,
+        place.jobs,
+    )
+    .await?;
     let mut files = missing;
     files.append(&mut staged.files);
     let dir = metadata_dir.clone();
@@ -795,6 +849,28 @@ pub(crate) async fn commit(
     Ok(staged.report)
 }
 
+/// How target files are placed in a repository's `targets/` folder.
+#[derive(Debug, Clone, Copy)]
+pub struct Place {
+    /// Copy, hard-link or symlink.
+    pub link_mode: LinkMode,
+    /// Also place names with a folder at tough's `<sha256>.dir/file` (see
+    /// [`targets::placements`]).
+    pub tough_placement: bool,
+    /// Files placed at once.
+    pub jobs: usize,
+}
+
+impl Default for Place {
+    fn default() -> Self {
+        Place {
+            link_mode: LinkMode::Copy,
+            tough_placement: false,
+            jobs: 1,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // create / update / refresh
 
@@ -807,10 +883,8 @@ pub struct PublishOptions {
     pub add_targets: Vec<PathBuf>,
     /// Follow symlinks in input folders.
     pub follow_links: bool,
-    /// How target files are placed.
-    pub link_mode: LinkMode,
-    /// Files hashed / placed at once.
-    pub jobs: usize,
+    /// How target files are placed (and how many are hashed and placed at once).
+    pub place: Place,
     /// Versions and expiries.
     pub schedule: Schedule,
     /// Output folder (`metadata/` and `targets/` below it).
@@ -847,8 +921,12 @@ pub async fn create_repo(
         error::RepoExistsSnafu { path: existing }
     );
     let keys = SigningKeys::load(&options.keys).await?;
-    let inputs =
-        targets::scan_inputs(&options.add_targets, options.follow_links, options.jobs).await?;
+    let inputs = targets::scan_inputs(
+        &options.add_targets,
+        options.follow_links,
+        options.place.jobs,
+    )
+    .await?;
     let mut targets = Targets::new(
         SPEC_VERSION.to_owned(),
         options.schedule.targets.version.unwrap_or(NonZeroU64::MIN),
@@ -876,15 +954,7 @@ pub async fn create_repo(
     schedule.targets.version = Some(options.schedule.targets.version.unwrap_or(NonZeroU64::MIN));
     let mut staged = sign_tree(&mut tree, &changed, true, &keys, &schedule).await?;
     staged.report.targets_added = inputs.iter().map(|t| t.name.raw().to_owned()).collect();
-    commit(
-        &tree,
-        staged,
-        &options.outdir,
-        &inputs,
-        options.link_mode,
-        options.jobs,
-    )
-    .await
+    commit(&tree, staged, &options.outdir, &inputs, options.place).await
 }
 
 /// Options of [`update_repo`] beyond [`PublishOptions`].
@@ -913,8 +983,12 @@ pub async fn update_repo(
         rotate_root(&mut tree, path, now)?;
     }
     let keys = SigningKeys::load(&options.keys).await?;
-    let inputs =
-        targets::scan_inputs(&options.add_targets, options.follow_links, options.jobs).await?;
+    let inputs = targets::scan_inputs(
+        &options.add_targets,
+        options.follow_links,
+        options.place.jobs,
+    )
+    .await?;
     let role_name = update.role.clone().unwrap_or_else(|| "targets".to_owned());
     let role = tree.role_mut(&role_name)?;
     let mut removed = Vec::new();
@@ -948,15 +1022,7 @@ pub async fn update_repo(
     let mut staged = sign_tree(&mut tree, &changed, true, &keys, &options.schedule).await?;
     staged.report.targets_added = inputs.iter().map(|t| t.name.raw().to_owned()).collect();
     staged.report.targets_removed = removed;
-    commit(
-        &tree,
-        staged,
-        &options.outdir,
-        &inputs,
-        options.link_mode,
-        options.jobs,
-    )
-    .await
+    commit(&tree, staged, &options.outdir, &inputs, options.place).await
 }
 
 /// Replace the tree's root by the (cross-signed) root at `path`.
@@ -1009,7 +1075,7 @@ pub async fn refresh(location: &RepoLocation, options: &RefreshOptions) -> Resul
         &options.schedule,
     )
     .await?;
-    commit(&tree, staged, &options.outdir, &[], LinkMode::Copy, 1).await
+    commit(&tree, staged, &options.outdir, &[], Place::default()).await
 }
 
 /// Checks on a whole targets tree after an edit.

@@ -175,14 +175,17 @@ pub async fn scan_inputs(
 }
 
 /// Where a target's bytes go in `targets_dir`. With consistent snapshots this is the spec's
-/// placement, `dir/<sha256>.file` (what python-tuf and other clients fetch), plus, for names with
-/// a folder, tough's placement `<sha256>.dir/file`, so that tough-based clients (tough's
-/// `Repository::read_target`, the reference tuftool) find it too.
+/// placement, `dir/<sha256>.file` (what python-tuf and other clients fetch), plus, with
+/// `tough_placement` and for names with a folder, tough's placement `<sha256>.dir/file`, so
+/// that tough-based clients (tough's `Repository::read_target`, the reference tuftool) find it
+/// too. Tough's placement costs a new folder per target, which is most of the time spent
+/// publishing many small files, so it is asked for, not implied.
 pub fn placements(
     targets_dir: &Path,
     name: &TargetName,
     sha256: &[u8],
     consistent: bool,
+    tough_placement: bool,
 ) -> Vec<PathBuf> {
     let resolved = name.resolved();
     if !consistent {
@@ -195,6 +198,9 @@ pub fn placements(
     };
     match dir {
         None => vec![targets_dir.join(format!("{digest}.{base}"))],
+        Some(dir) if !tough_placement => {
+            vec![targets_dir.join(dir).join(format!("{digest}.{base}"))]
+        }
         Some(dir) => vec![
             targets_dir.join(dir).join(format!("{digest}.{base}")),
             targets_dir.join(format!("{digest}.{resolved}")),
@@ -207,13 +213,20 @@ pub async fn publish_inputs(
     inputs: &[InputTarget],
     targets_dir: &Path,
     consistent: bool,
+    tough_placement: bool,
     mode: LinkMode,
     jobs: usize,
 ) -> Result<()> {
     let work: Vec<((PathBuf, Vec<PathBuf>), u64)> = inputs
         .iter()
         .map(|t| {
-            let dests = placements(targets_dir, &t.name, &t.target.hashes.sha256, consistent);
+            let dests = placements(
+                targets_dir,
+                &t.name,
+                &t.target.hashes.sha256,
+                consistent,
+                tough_placement,
+            );
             (
                 (t.path.clone(), dests),
                 if mode == LinkMode::Copy {
@@ -289,10 +302,15 @@ mod tests {
     #[test]
     fn placements_follow_spec_and_tough() {
         let name = TargetName::new("a/b/c.txt").unwrap();
-        let p = placements(Path::new("/t"), &name, &[0xab], true);
+        let p = placements(Path::new("/t"), &name, &[0xab], true, true);
         assert_eq!(p[0], Path::new("/t/a/b/ab.c.txt"));
         assert_eq!(p[1], Path::new("/t/ab.a/b/c.txt"));
-        let p = placements(Path::new("/t"), &name, &[0xab], false);
+        let p = placements(Path::new("/t"), &name, &[0xab], true, false);
+        assert_eq!(p, [Path::new("/t/a/b/ab.c.txt")]);
+        let p = placements(Path::new("/t"), &name, &[0xab], false, true);
         assert_eq!(p, [Path::new("/t/a/b/c.txt")]);
+        let flat = TargetName::new("c.txt").unwrap();
+        let p = placements(Path::new("/t"), &flat, &[0xab], true, true);
+        assert_eq!(p, [Path::new("/t/ab.c.txt")]);
     }
 }

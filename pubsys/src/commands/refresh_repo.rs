@@ -12,9 +12,8 @@ use serde::Serialize;
 use snafu::ResultExt;
 use std::fmt;
 use std::path::PathBuf;
-use tuftool::fsutil::LinkMode;
 use tuftool::keys::KeySource;
-use tuftool::repo::{PublishOptions, RefreshOptions, RoleSchedule, Schedule, UpdateOptions};
+use tuftool::repo::{Place, PublishOptions, RefreshOptions, RoleSchedule, Schedule, UpdateOptions};
 use update_metadata::Offset;
 
 /// Which roles to re-sign.
@@ -156,8 +155,7 @@ pub async fn run(args: &RefreshRepoArgs, context: &Context) -> Result<RefreshRep
                 keys,
                 add_targets: Vec::new(),
                 follow_links: false,
-                link_mode: LinkMode::Copy,
-                jobs: 1,
+                place: Place::default(),
                 schedule,
                 outdir: out.clone(),
             };

@@ -20,9 +20,8 @@ use serde::Serialize;
 use snafu::{OptionExt, ResultExt, ensure};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use tuftool::fsutil::LinkMode;
 use tuftool::keys::KeySource;
-use tuftool::repo::{PublishOptions, RoleSchedule, Schedule, UpdateOptions};
+use tuftool::repo::{Place, PublishOptions, RoleSchedule, Schedule, UpdateOptions};
 use update_metadata::{Arch, Images, Manifest, NewUpdate, Offset, Release, WaveSchedule};
 use url::Url;
 
@@ -431,8 +430,10 @@ pub async fn run(args: &RepoArgs, context: &Context) -> Result<RepoReport> {
         keys,
         add_targets: vec![input_dir.clone()],
         follow_links: true,
-        link_mode: LinkMode::Copy,
-        jobs: 4,
+        place: Place {
+            jobs: 4,
+            ..Place::default()
+        },
         schedule: schedule(&expirations),
         outdir: out.clone(),
     };

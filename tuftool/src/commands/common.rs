@@ -103,6 +103,11 @@ pub struct PlaceArgs {
     /// How target files are placed in OUTDIR/targets
     #[arg(long, value_enum, default_value_t = crate::fsutil::LinkMode::Copy)]
     pub link_mode: crate::fsutil::LinkMode,
+    /// Also place targets whose names have a folder at tough's `<sha256>.dir/file`, for
+    /// tough-based clients such as the reference tuftool (the spec's `dir/<sha256>.file` is
+    /// always written; this adds one folder per such target)
+    #[arg(long)]
+    pub tough_placement: bool,
     /// Follow symlinks in input folders
     #[arg(short = 'f', long = "follow")]
     pub follow: bool,
@@ -173,8 +178,11 @@ pub fn publish_options(
         keys: keys.keys.clone(),
         add_targets: add_targets.to_vec(),
         follow_links: place.follow,
-        link_mode: place.link_mode,
-        jobs: place.jobs,
+        place: crate::repo::Place {
+            link_mode: place.link_mode,
+            tough_placement: place.tough_placement,
+            jobs: place.jobs,
+        },
         schedule: schedule.schedule(now)?,
         outdir: outdir.to_path_buf(),
     })

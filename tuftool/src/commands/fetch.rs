@@ -41,6 +41,10 @@ pub struct CloneArgs {
     /// Target to clone (repeatable); default: every target
     #[arg(short = 'n', long = "target-name", value_name = "NAME")]
     pub target_names: Vec<String>,
+    /// Also place targets whose names have a folder at tough's `<sha256>.dir/file`, for
+    /// tough-based clients (the spec's `dir/<sha256>.file` is always written)
+    #[arg(long, requires = "targets_dir")]
+    pub tough_placement: bool,
 }
 
 /// `transfer-metadata`.
@@ -71,6 +75,7 @@ pub async fn clone(a: &CloneArgs) -> Result<Outcome> {
             &a.metadata_dir,
             a.targets_dir.as_deref(),
             &a.target_names,
+            a.tough_placement,
         )
         .await?,
     ))

@@ -171,6 +171,11 @@ fn serve(stream: TcpStream, state: &Mutex<ServerState>) -> std::io::Result<()> {
             (state.root.join(path.trim_start_matches('/')), fault)
         };
         let Ok(data) = fs::read(&file) else {
+            if let Some(Fault::StallAfter { .. }) = fault {
+                // A stall on a missing file (the probe for the next root) holds the answer.
+                std::thread::sleep(Duration::from_secs(60));
+                return Ok(());
+            }
             stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")?;
             continue;
         };
@@ -239,9 +244,15 @@ pub fn mixed_data(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// LZ4 frame of `data`, with the decompressed size in the header if `declare_size`.
+/// LZ4 frame of `data` as `lz4 -9` makes it (level 9, independent 4 MiB blocks, content
+/// checksum), with the decompressed size in the header if `declare_size`.
 pub fn lz4(data: &[u8], declare_size: bool) -> Vec<u8> {
     let mut builder = lz4::EncoderBuilder::new();
+    builder
+        .level(9)
+        .block_size(lz4::BlockSize::Max4MB)
+        .block_mode(lz4::BlockMode::Independent)
+        .checksum(lz4::ContentChecksum::ChecksumEnabled);
     if declare_size {
         builder.content_size(data.len() as u64);
     }
@@ -415,7 +426,18 @@ fn base_disk() -> &'static BaseDisk {
     BASE.get_or_init(build_base_disk)
 }
 
-/// A tiny root tree built by image-builder with a 1 GiB OS image, the raw disk kept.
+/// The OS image size (GiB) of the test disk: 1, or `UPDOG_TEST_OS_IMAGE_GIB` (the benchmark's
+/// large images need the 4 or 8 GiB layout; ROOT holds 460 MiB per GiB).
+pub fn os_image_gib() -> u32 {
+    std::env::var("UPDOG_TEST_OS_IMAGE_GIB")
+        .ok()
+        .map_or(1, |v| {
+            v.parse().expect("UPDOG_TEST_OS_IMAGE_GIB: 1, 2, 4 or 8")
+        })
+}
+
+/// A tiny root tree built by image-builder with a 1 GiB OS image (see [`os_image_gib`]), the
+/// raw disk kept.
 fn build_base_disk() -> BaseDisk {
     let dir = tempfile::Builder::new()
         .prefix("updog-base-disk")
@@ -443,7 +465,7 @@ fn build_base_disk() -> BaseDisk {
         RUNNING_VERSION.parse().unwrap(),
         "updogtest".to_owned(),
     );
-    settings.layout.os_image_size_gib = 1;
+    settings.layout.os_image_size_gib = os_image_gib();
     settings.keep_raw_images = true;
     settings.source_date_epoch = Some(1_700_000_000);
     let report = image_builder::build(&settings, &image_builder::NoProgress).unwrap();
@@ -698,8 +720,7 @@ impl Scenario {
             keys: self.keys.sources(),
             add_targets: Vec::new(),
             follow_links: false,
-            link_mode: tuftool::fsutil::LinkMode::Copy,
-            jobs: 1,
+            place: tuftool::repo::Place::default(),
             schedule: tuftool::repo::Schedule {
                 targets: role,
                 snapshot: role,
