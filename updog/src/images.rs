@@ -496,8 +496,75 @@ pub fn partition_target(
 
 #[cfg(test)]
 mod tests {
-    use super::lz4_content_size;
+    use super::{
+        ChannelReader, DecodeError, PartitionTarget, PartitionWriter, decode_all, lz4_content_size,
+    };
+    use bytes::Bytes;
     use std::io::Write;
+
+    /// Decode `compressed` (sent in 100 KiB chunks) into a 24 MiB file pre-filled with 0xEE,
+    /// at a 1 MiB partition offset; returns the outcome and the file's bytes.
+    fn decode_into_file(compressed: Vec<u8>, capacity: u64) -> (Result<u64, DecodeError>, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.img");
+        std::fs::write(&path, vec![0xEE_u8; 24 << 20]).unwrap();
+        let target = PartitionTarget {
+            number: 9,
+            path: path.clone(),
+            offset: 1 << 20,
+            capacity,
+        };
+        let mut writer = PartitionWriter::open(&target).unwrap();
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let feeding = std::thread::spawn(move || {
+            for chunk in compressed.chunks(100 << 10) {
+                if sender.blocking_send(Bytes::copy_from_slice(chunk)).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut reader = ChannelReader {
+            receiver,
+            current: Bytes::new(),
+        };
+        let outcome = decode_all(&mut reader, &mut writer);
+        drop(reader);
+        feeding.join().unwrap();
+        (outcome, std::fs::read(&path).unwrap())
+    }
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| u8::try_from((i * 31 + usize::from(seed)) % 251).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn frames_and_an_unaligned_tail_land_exactly_in_the_partition() {
+        // Two frames whose boundary falls inside a write buffer, and a length that is not a
+        // multiple of the direct-I/O alignment: aligned writes go direct, the tail buffered.
+        let first = pattern((4 << 20) + 100, 1);
+        let second = pattern((5 << 20) + 12_345, 2);
+        let mut compressed = compress(&first, None);
+        compressed.extend(compress(&second, None));
+        let (outcome, disk) = decode_into_file(compressed, 16 << 20);
+        let total = first.len() + second.len();
+        assert_eq!(outcome.unwrap(), total as u64);
+        let start = 1 << 20;
+        assert!(disk[..start].iter().all(|b| *b == 0xEE));
+        assert!(disk[start..start + first.len()] == first[..]);
+        assert!(disk[start + first.len()..start + total] == second[..]);
+        assert!(disk[start + total..].iter().all(|b| *b == 0xEE));
+    }
+
+    #[test]
+    fn nothing_is_written_past_the_partition() {
+        let data = pattern(9 << 20, 3);
+        let (outcome, disk) = decode_into_file(compress(&data, None), 6 << 20);
+        assert!(matches!(outcome, Err(DecodeError::TooLarge)), "{outcome:?}");
+        let end = (1 << 20) + (6 << 20);
+        assert!(disk[end..].iter().all(|b| *b == 0xEE));
+    }
 
     fn compress(data: &[u8], content_size: Option<u64>) -> Vec<u8> {
         let mut builder = lz4::EncoderBuilder::new();
