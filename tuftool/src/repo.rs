@@ -17,45 +17,19 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use tough::schema::decoded::{Decoded, Hex};
-use tough::schema::key::Key;
-use tough::schema::{
-    DelegatedTargets, Hashes, KeyHolder, Metafile, RoleType, Root, Signed, Snapshot, Targets,
-    Timestamp,
-};
+use tough::schema::{Hashes, Metafile, RoleType, Root, Signed, Snapshot, Targets, Timestamp};
 use tough::sign::Sign;
 use tough::{IntoVec, Repository, RepositoryLoader, TargetName, Transport};
 use url::Url;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
 // ---------------------------------------------------------------------------------------------
 // Keys loaded once.
 
-/// A signer shared between tough's calls (tough asks a key source for its key once per role).
-struct SharedSigner(Arc<dyn Sign>);
-
-#[tough::async_trait]
-impl Sign for SharedSigner {
-    fn tuf_key(&self) -> Key {
-        self.0.tuf_key()
-    }
-
-    async fn sign(
-        &self,
-        msg: &[u8],
-        rng: &(dyn SecureRandom + Sync),
-    ) -> std::result::Result<Vec<u8>, BoxError> {
-        self.0.sign(msg, rng).await
-    }
-}
-
 /// A key loaded from its source (once: SSM and KMS are asked only once per run).
-#[derive(Clone)]
 struct LoadedKey {
     keyid: Decoded<Hex>,
-    signer: Arc<dyn Sign>,
+    signer: Box<dyn Sign>,
 }
 
 impl fmt::Debug for LoadedKey {
@@ -66,19 +40,8 @@ impl fmt::Debug for LoadedKey {
     }
 }
 
-#[tough::async_trait]
-impl tough::key_source::KeySource for LoadedKey {
-    async fn as_sign(&self) -> std::result::Result<Box<dyn Sign>, BoxError> {
-        Ok(Box::new(SharedSigner(Arc::clone(&self.signer))))
-    }
-
-    async fn write(&self, _value: &str, _key_id_hex: &str) -> std::result::Result<(), BoxError> {
-        Err("a loaded key cannot be written".into())
-    }
-}
-
 /// The signing keys of one run, loaded once.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct SigningKeys {
     keys: Vec<LoadedKey>,
 }
@@ -88,18 +51,11 @@ impl SigningKeys {
     pub async fn load(sources: &[KeySource]) -> Result<Self> {
         let mut keys = Vec::new();
         for source in sources {
-            let signer: Arc<dyn Sign> = Arc::from(source.load().await?);
+            let signer = source.load().await?;
             let keyid = signer.tuf_key().key_id().context(error::KeyIdSnafu)?;
             keys.push(LoadedKey { keyid, signer });
         }
         Ok(Self { keys })
-    }
-
-    fn boxed(&self) -> Vec<Box<dyn tough::key_source::KeySource>> {
-        self.keys
-            .iter()
-            .map(|k| Box::new(k.clone()) as Box<dyn tough::key_source::KeySource>)
-            .collect()
     }
 
     /// How many of these keys are among `keyids`.
@@ -400,20 +356,11 @@ impl Tree {
             .context(error::NoSuchRoleSnafu { role: name })
     }
 
-    /// Who signs `name`, with the key IDs and threshold for it.
-    fn holder(&self, name: &str) -> Result<(KeyHolder, Vec<Decoded<Hex>>, u64)> {
+    /// The key IDs and threshold that sign `name` (named by the root for `targets`, by the
+    /// delegating role otherwise).
+    fn holder(&self, name: &str) -> Result<(Vec<Decoded<Hex>>, u64)> {
         if name == "targets" {
-            let keys = self
-                .root
-                .signed
-                .roles
-                .get(&RoleType::Targets)
-                .context(error::NoSuchRoleSnafu { role: name })?;
-            return Ok((
-                KeyHolder::Root(self.root.signed.clone()),
-                keys.keyids.clone(),
-                keys.threshold.get(),
-            ));
+            return top_holder(&self.root.signed, RoleType::Targets);
         }
         let parent = self
             .targets
@@ -426,11 +373,7 @@ impl Tree {
             .iter()
             .find(|r| r.name == name)
             .context(error::NoSuchRoleSnafu { role: name })?;
-        Ok((
-            KeyHolder::Delegations(parent.clone()),
-            role.keyids.clone(),
-            role.threshold.get(),
-        ))
+        Ok((role.keyids.clone(), role.threshold.get()))
     }
 }
 
@@ -460,15 +403,16 @@ fn check_threshold(
 }
 
 /// Sign `role` with every key in `keys` that is among `keyids` (replacing its signatures) and
-/// return the file's bytes: pretty JSON and a newline, as tough writes it. The signatures are
-/// over [`crate::canonical`]'s form, which is byte-for-byte what verifiers compute.
+/// return the file's bytes (pretty JSON and a newline, as tough writes it) and their SHA-256.
+/// The signatures are over [`crate::canonical`]'s form, which is byte-for-byte what verifiers
+/// compute. Thresholds are checked before anything is signed ([`check_threshold`]).
 async fn sign_in_place<T: Serialize>(
     role: &mut Signed<T>,
     name: &str,
     keyids: &[Decoded<Hex>],
     keys: &SigningKeys,
     rng: &(dyn SecureRandom + Sync),
-) -> Result<Vec<u8>> {
+) -> Result<(Vec<u8>, aws_lc_rs::digest::Digest)> {
     let message =
         crate::canonical::to_vec(&role.signed).context(error::CanonicalJsonSnafu { role: name })?;
     let mut signatures = Vec::new();
@@ -490,7 +434,8 @@ async fn sign_in_place<T: Serialize>(
         what: name.to_owned(),
     })?;
     buffer.push(b'\n');
-    Ok(buffer)
+    let sha256 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &buffer);
+    Ok((buffer, sha256))
 }
 
 fn metafile(buffer: &[u8], sha256: &[u8], version: NonZeroU64) -> Metafile {
@@ -551,7 +496,6 @@ pub(crate) async fn sign_tree(
     schedule: &Schedule,
 ) -> Result<Staged> {
     let rng = SystemRandom::new();
-    let boxed = keys.boxed();
     let consistent = tree.consistent();
     let mut staged = Staged::default();
     staged.report.root_version = tree.root.signed.version.get();
@@ -564,7 +508,7 @@ pub(crate) async fn sign_tree(
 
     // Check every threshold before signing anything, for a clear error.
     for name in changed {
-        let (_, keyids, threshold) = tree.holder(name)?;
+        let (keyids, threshold) = tree.holder(name)?;
         check_threshold(keys, name, &keyids, threshold)?;
     }
     let resign_snapshot = resign_snapshot
@@ -575,14 +519,14 @@ pub(crate) async fn sign_tree(
         let (keyids, threshold) = top_holder(&tree.root.signed, RoleType::Snapshot)?;
         check_threshold(keys, "snapshot", &keyids, threshold)?;
     }
-    let (keyids, threshold) = top_holder(&tree.root.signed, RoleType::Timestamp)?;
-    check_threshold(keys, "timestamp", &keyids, threshold)?;
+    let (timestamp_keyids, threshold) = top_holder(&tree.root.signed, RoleType::Timestamp)?;
+    check_threshold(keys, "timestamp", &timestamp_keyids, threshold)?;
 
     // Targets-type roles.
     let mut new_meta: Vec<(String, Metafile)> = Vec::new();
     let mut role_files = Vec::new();
     for name in changed {
-        let (holder, _, _) = tree.holder(name)?;
+        let (keyids, _) = tree.holder(name)?;
         let current = tree.role(name)?.signed.version;
         let has_current = tree.snapshot.is_some() || name != "targets";
         let (version, expires) = schedule
@@ -591,45 +535,12 @@ pub(crate) async fn sign_tree(
         let role = tree.role_mut(name)?;
         role.signed.version = version;
         role.signed.expires = expires;
-        if name == "targets" {
-            // The top-level role can hold a very large map: sign it in place, with the fast
-            // canonical form, instead of cloning it twice through tough's `SignedRole`.
-            let (keyids, _) = top_holder(&tree.root.signed, RoleType::Targets)?;
-            let role = tree.role_mut(name)?;
-            let buffer = sign_in_place(role, name, &keyids, keys, &rng).await?;
-            let sha256 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &buffer);
-            new_meta.push((
-                format!("{name}.json"),
-                metafile(&buffer, sha256.as_ref(), version),
-            ));
-            role_files.push((targets_filename(name, version, consistent), buffer));
-            staged.report.signed.push(SignedRoleReport {
-                role: name.clone(),
-                version: version.get(),
-                expires: expires.to_string(),
-            });
-            continue;
-        }
-        let content = role.signed.clone();
-        let (buffer, sha256, signed) = {
-            let content = DelegatedTargets {
-                name: name.clone(),
-                targets: content,
-            };
-            let s = tough::editor::signed::SignedRole::new(content, &holder, &boxed, &rng)
-                .await
-                .map_err(Box::new)
-                .context(error::SignRoleSnafu { role: name.clone() })?;
-            (
-                s.buffer().clone(),
-                s.sha256().to_vec(),
-                s.signed().clone().targets().1,
-            )
-        };
-        *tree.role_mut(name)? = signed;
-        // Keep nested loaded roles: `targets()` of a delegated role drops nothing we need, since
-        // role contents are stored inside the parent's delegations.
-        new_meta.push((format!("{name}.json"), metafile(&buffer, &sha256, version)));
+        // Signed in place: a targets role can hold a very large map.
+        let (buffer, sha256) = sign_in_place(role, name, &keyids, keys, &rng).await?;
+        new_meta.push((
+            format!("{name}.json"),
+            metafile(&buffer, sha256.as_ref(), version),
+        ));
         role_files.push((targets_filename(name, version, consistent), buffer));
         staged.report.signed.push(SignedRoleReport {
             role: name.clone(),
@@ -675,24 +586,25 @@ pub(crate) async fn sign_tree(
         for (k, m) in new_meta {
             snapshot.meta.insert(k, m);
         }
-        let holder = KeyHolder::Root(tree.root.signed.clone());
-        let s = tough::editor::signed::SignedRole::new(snapshot, &holder, &boxed, &rng)
-            .await
-            .map_err(Box::new)
-            .context(error::SignRoleSnafu { role: "snapshot" })?;
+        let (keyids, _) = top_holder(&tree.root.signed, RoleType::Snapshot)?;
+        let mut signed = Signed {
+            signed: snapshot,
+            signatures: Vec::new(),
+        };
+        let (buffer, sha256) = sign_in_place(&mut signed, "snapshot", &keyids, keys, &rng).await?;
+        let meta = metafile(&buffer, sha256.as_ref(), version);
         let name = if consistent {
             format!("{version}.snapshot.json")
         } else {
             "snapshot.json".to_owned()
         };
-        staged.files.push((name, s.buffer().clone()));
+        staged.files.push((name, buffer));
         staged.report.signed.push(SignedRoleReport {
             role: "snapshot".into(),
             version: version.get(),
             expires: expires.to_string(),
         });
-        let meta = metafile(s.buffer(), s.sha256(), version);
-        tree.snapshot = Some(s.signed().clone());
+        tree.snapshot = Some(signed);
         meta
     } else {
         tree.timestamp
@@ -713,20 +625,19 @@ pub(crate) async fn sign_tree(
     timestamp
         .meta
         .insert("snapshot.json".to_owned(), snapshot_meta);
-    let holder = KeyHolder::Root(tree.root.signed.clone());
-    let s = tough::editor::signed::SignedRole::new(timestamp, &holder, &boxed, &rng)
-        .await
-        .map_err(Box::new)
-        .context(error::SignRoleSnafu { role: "timestamp" })?;
-    staged
-        .files
-        .push(("timestamp.json".to_owned(), s.buffer().clone()));
+    let mut signed = Signed {
+        signed: timestamp,
+        signatures: Vec::new(),
+    };
+    let (buffer, _) =
+        sign_in_place(&mut signed, "timestamp", &timestamp_keyids, keys, &rng).await?;
+    staged.files.push(("timestamp.json".to_owned(), buffer));
     staged.report.signed.push(SignedRoleReport {
         role: "timestamp".into(),
         version: version.get(),
         expires: expires.to_string(),
     });
-    tree.timestamp = Some(s.signed().clone());
+    tree.timestamp = Some(signed);
     Ok(staged)
 }
 
