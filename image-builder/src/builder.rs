@@ -3,6 +3,7 @@
 //! Everything is made inside a temporary directory in the output directory and renamed into
 //! place at the very end, so a failed build leaves nothing behind.
 use crate::bootconfig;
+use crate::bootloader::{self, BootloaderChoice, GrubImages};
 use crate::compress::{self, Written};
 use crate::disk::{self, DiskKind};
 use crate::error::{self, Result};
@@ -197,6 +198,7 @@ impl<'a> Builder<'a> {
                 version_id: &version,
                 kernel_params: &s.kernel_params,
                 bootconfig: s.grub_set_private_var,
+                initrd: boot_source.join("initrd.img").is_file(),
             },
             &verity,
         );
@@ -208,6 +210,24 @@ impl<'a> Builder<'a> {
         let boot = self.boot_fs(boot_part, &boot_source, &grub_cfg)?;
         let private = self.private_fs(private_part)?;
         let data_a = self.data_fs(data_a_part, "data-a")?;
+        let grub = match &s.bootloader {
+            BootloaderChoice::None => None,
+            BootloaderChoice::Grub(dir) => Some(GrubImages::load(dir, s.arch)?),
+        };
+        let efi = match &grub {
+            Some(images) => {
+                let part = partition(
+                    self.layout.bank_a(PartitionRole::EfiSystem),
+                    PartitionRole::EfiSystem,
+                )?;
+                let volume_id = self.seed.derive("efi/volume-id");
+                let volume_id = [volume_id[0], volume_id[1], volume_id[2], volume_id[3]];
+                let image =
+                    bootloader::efi_partition(&self.env, self.work, part, images, volume_id)?;
+                Some((part, image))
+            }
+            None => None,
+        };
 
         self.progress.start("Writing disk images", None);
         let os_img = self.work.join("os.img");
@@ -227,6 +247,16 @@ impl<'a> Builder<'a> {
             (data_a_part, &data_a),
         ] {
             disk::write_partition(&os_img, part, image, self.progress)?;
+        }
+        if let Some((part, image)) = &efi {
+            disk::write_partition(&os_img, part, image, self.progress)?;
+        }
+        if let Some(bios) = grub.as_ref().and_then(|g| g.bios.as_ref()) {
+            let part = partition(
+                self.layout.shared(PartitionRole::BiosBoot),
+                PartitionRole::BiosBoot,
+            )?;
+            bootloader::install_bios(&os_img, part, bios)?;
         }
         let data_img = match &self.layout.data_disk {
             Some(data_disk) => {
@@ -280,6 +310,7 @@ impl<'a> Builder<'a> {
             verity,
             kernel_command_line,
             artifacts,
+            bootloader: grub.as_ref().map(GrubImages::report),
         })
     }
 

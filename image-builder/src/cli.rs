@@ -1,4 +1,5 @@
 //! Command-line types (clap derive only, no logic).
+use crate::bootloader::BootloaderChoice;
 use crate::layout::PartitionPlan;
 use crate::settings::{Arch, RootFs};
 use clap::{Args, Parser, Subcommand};
@@ -99,6 +100,12 @@ pub struct BuildArgs {
     /// Also keep the uncompressed disk images (PREFIX.img, PREFIX-data.img)
     #[arg(long)]
     pub keep_raw_images: bool,
+
+    /// GRUB build to install (a folder made by bootloader/build), or `none` to leave EFI-SYSTEM
+    /// and BIOS-BOOT empty [default: $IMAGE_BUILDER_BOOTLOADER, else our GRUB build at
+    /// <target>/bootloader/current beside this executable]
+    #[arg(long, value_name = "DIR|none")]
+    pub bootloader: Option<BootloaderChoice>,
 
     /// Threads for hashing and compression [default: one per core]
     #[arg(long, default_value_t = 0, value_name = "N")]

@@ -38,6 +38,34 @@ pub enum Error {
         available: u64,
     },
 
+    /// No GRUB build where one was expected.
+    #[snafu(display(
+        "no GRUB build in {}: run bootloader/build (scripts/setup first), pass --bootloader DIR, or --bootloader none for an image that does not boot by itself",
+        dir.display()
+    ))]
+    MissingBootloader {
+        /// The folder.
+        dir: PathBuf,
+    },
+
+    /// A file of the GRUB build could not be read.
+    #[snafu(display("could not read the bootloader file {}", path.display()))]
+    ReadBootloader {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// The GRUB build is not usable.
+    #[snafu(display("the GRUB build in {} is not usable: {reason}", dir.display()))]
+    InvalidBootloader {
+        /// The folder.
+        dir: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// The boot tree has no kernel.
     #[snafu(display("the boot tree {} has no vmlinuz", path.display()))]
     MissingKernel {

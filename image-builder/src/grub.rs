@@ -13,6 +13,9 @@ pub struct GrubConfig<'a> {
     /// Image feature `grub-set-private-var`: pass `bootconfig` and load
     /// `($private)/bootconfig.data` as the initrd.
     pub bootconfig: bool,
+    /// The boot tree holds an initramfs, `initrd.img`: load it first (before bootconfig, which
+    /// the kernel finds at the end of the initrd).
+    pub initrd: bool,
 }
 
 /// The menu entry title, with characters that would end the quoted GRUB string removed.
@@ -42,10 +45,11 @@ pub fn render(config: &GrubConfig<'_>, verity: &VerityInfo) -> String {
         "systemd.log_color=0",
         "systemd.show_status=true",
     ]);
-    let initrd = if config.bootconfig {
-        "    initrd ($private)/bootconfig.data\n"
-    } else {
-        ""
+    let initrd = match (config.initrd, config.bootconfig) {
+        (true, true) => "    initrd ($root)/initrd.img ($private)/bootconfig.data\n",
+        (true, false) => "    initrd ($root)/initrd.img\n",
+        (false, true) => "    initrd ($private)/bootconfig.data\n",
+        (false, false) => "",
     };
     format!(
         "set default=\"0\"\n\
@@ -91,6 +95,7 @@ mod tests {
                 version_id: "1.2.3",
                 kernel_params: &params,
                 bootconfig: false,
+                initrd: false,
             },
             &verity(),
         );
@@ -121,11 +126,33 @@ mod tests {
                 version_id: "1.0.0",
                 kernel_params: &[],
                 bootconfig: true,
+                initrd: false,
             },
             &verity(),
         );
         assert!(text.contains("linux ($root)/vmlinuz bootconfig root=/dev/dm-0"));
         assert!(text.contains("    initrd ($private)/bootconfig.data\n    boot\n"));
         assert!(text.contains("menuentry \"A quoted name 1.0.0\""));
+    }
+
+    #[test]
+    fn an_initramfs_comes_before_bootconfig() {
+        let render_with = |bootconfig| {
+            render(
+                &GrubConfig {
+                    pretty_name: "Sample",
+                    version_id: "1.0.0",
+                    kernel_params: &[],
+                    bootconfig,
+                    initrd: true,
+                },
+                &verity(),
+            )
+        };
+        assert!(render_with(false).contains("    initrd ($root)/initrd.img\n    boot\n"));
+        assert!(
+            render_with(true)
+                .contains("    initrd ($root)/initrd.img ($private)/bootconfig.data\n    boot\n")
+        );
     }
 }

@@ -9,11 +9,12 @@
 //! 3. [`verity`]: the dm-verity hash tree, computed here on every core.
 //! 4. [`grub`]: `grub.cfg` with the `dm-mod.create` table; boot, private ([`bootconfig`]) and
 //!    data filesystems.
-//! 5. [`disk`]: the GPT disk images; [`compress`]: the LZ4 artifacts; [`report`].
+//! 5. [`disk`]: the GPT disk images, with [`bootloader`] installed (EFI and BIOS); [`compress`]: the LZ4 artifacts; [`report`].
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod bootconfig;
+pub mod bootloader;
 mod builder;
 pub mod cli;
 pub mod commands;
@@ -32,6 +33,7 @@ pub mod tools;
 pub mod tree;
 pub mod verity;
 
+pub use bootloader::BootloaderChoice;
 pub use builder::build;
 pub use error::{Error, Result};
 pub use layout::{Banks, LayoutSettings, PartitionPlan};

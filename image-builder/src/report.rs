@@ -107,6 +107,9 @@ pub struct BuildReport {
     pub kernel_command_line: String,
     /// Every artifact, in a fixed order.
     pub artifacts: Vec<Artifact>,
+    /// The bootloader installed into EFI-SYSTEM and BIOS-BOOT (none: the image does not boot
+    /// by itself).
+    pub bootloader: Option<crate::bootloader::BootloaderReport>,
 }
 
 impl BuildReport {
@@ -178,6 +181,13 @@ mod tests {
                 uncompressed_size: 2,
                 links: vec!["l".into()],
             }],
+            bootloader: Some(crate::bootloader::BootloaderReport {
+                dir: "/grub".into(),
+                input_hash: Some("0123".into()),
+                boot_modes: vec!["uefi".into(), "legacy-bios".into()],
+                efi_sha256: "e".into(),
+                core_sha256: Some("c".into()),
+            }),
         };
         let json = serde_json::to_value(&report).unwrap();
         let keys =
@@ -198,9 +208,11 @@ mod tests {
                 "boot_fs",
                 "verity",
                 "kernel_command_line",
-                "artifacts"
+                "artifacts",
+                "bootloader"
             ]
         );
+        assert_eq!(json["bootloader"]["boot_modes"][1], "legacy-bios");
         assert_eq!(json["arch"], "x86_64");
         assert_eq!(json["root_fs"]["kind"], "ext4");
         assert_eq!(json["layout"]["settings"]["partition_plan"], "split");

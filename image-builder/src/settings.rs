@@ -1,4 +1,5 @@
 //! The validated settings of one build ([`BuildSettings`]) and the domain types behind them.
+use crate::bootloader::BootloaderChoice;
 use crate::error::{self, Result};
 use crate::layout::LayoutSettings;
 use serde::Serialize;
@@ -75,6 +76,8 @@ pub struct BuildSettings {
     pub keep_raw_images: bool,
     /// Worker threads for hashing and compression (0: one per core).
     pub threads: usize,
+    /// The bootloader to install into EFI-SYSTEM and BIOS-BOOT.
+    pub bootloader: BootloaderChoice,
 }
 
 /// A name that becomes part of a file name.
@@ -121,6 +124,7 @@ impl BuildSettings {
             source_date_epoch: None,
             keep_raw_images: false,
             threads: 0,
+            bootloader: BootloaderChoice::None,
         }
     }
 

@@ -50,6 +50,22 @@ fn make_root(dir: &Path, kernel_bytes: usize) -> PathBuf {
     root
 }
 
+/// Our GRUB build (`bootloader/build`: cached by the hash of its inputs, built when missing;
+/// concurrent callers wait for one build).
+fn bootloader_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bootloader/build");
+        let output = std::process::Command::new(&script).output().unwrap();
+        assert!(
+            output.status.success(),
+            "bootloader/build failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+    })
+}
+
 fn image_builder(root: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut command = Command::cargo_bin("image-builder").unwrap();
     command
@@ -61,6 +77,9 @@ fn image_builder(root: &Path, out: &Path, extra: &[&str]) -> Output {
         .arg(out)
         .args(extra)
         .env_remove("SOURCE_DATE_EPOCH");
+    if !extra.contains(&"--bootloader") {
+        command.arg("--bootloader").arg(bootloader_dir());
+    }
     command.output().unwrap()
 }
 
@@ -595,7 +614,7 @@ fn help_explains_the_build_command() {
 fn the_sample_root_script_makes_a_buildable_tree() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("sample-root");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-sample-root");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample-variant/make-root");
     tool_ok(
         path_str(&script),
         &[path_str(&root), "--version", "1.0.0", "--fake-kernel"],
@@ -612,4 +631,162 @@ fn the_sample_root_script_makes_a_buildable_tree() {
     assert!(release.contains("VERSION_ID=1.0.0") && release.contains("VARIANT_ID=sample"));
     let init = tool_ok("debugfs", &["-R", "stat /sbin/init", path_str(&root_file)]);
     assert!(init.contains("Mode:  0755"), "{init}");
+}
+
+/// A 512-byte sector of `bytes`.
+fn sector(bytes: &[u8], n: usize) -> &[u8] {
+    &bytes[n * 512..(n + 1) * 512]
+}
+
+#[test]
+fn our_grub_is_installed_the_reference_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = make_root(dir.path(), 1024 * 1024);
+    let report = build_ok(
+        &root,
+        &dir.path().join("out"),
+        &["--os-image-size-gib", "1", "--keep-raw-images"],
+    );
+    let grub = bootloader_dir();
+    assert_eq!(
+        report["bootloader"]["boot_modes"],
+        serde_json::json!(["uefi", "legacy-bios"])
+    );
+    let (disk_path, _) = artifact(&report, "raw-os-image");
+    let disk = fs::read(&disk_path).unwrap();
+    let verify = tool_ok("sgdisk", &["-v", path_str(&disk_path)]);
+    assert!(verify.contains("No problems found"), "{verify}");
+
+    // MBR: GRUB's boot code pointing at BIOS-BOOT's first sector (LBA 2048), the protective
+    // MBR's partition table and signature kept.
+    let boot_img = fs::read(grub.join("boot.img")).unwrap();
+    let mbr = sector(&disk, 0);
+    assert_eq!(&mbr[..3], &boot_img[..3], "the jump to the boot code");
+    assert_eq!(&mbr[0x68..0x1b8], &boot_img[0x68..0x1b8], "the boot code");
+    assert_eq!(
+        u64::from_le_bytes(mbr[0x5c..0x64].try_into().unwrap()),
+        2048
+    );
+    assert_eq!((mbr[0x64], &mbr[0x66..0x68]), (0xff, &[0x90, 0x90][..]));
+    assert_eq!(mbr[0x1be + 4], 0xee, "the protective MBR entry is kept");
+    assert_eq!(&mbr[0x1fe..], &[0x55, 0xaa]);
+
+    // BIOS-BOOT: the core image, its blocklist naming the sectors after the first.
+    let core_img = fs::read(grub.join("core.img")).unwrap();
+    let bios = partition(&disk, &report, "BIOS-BOOT");
+    let sectors = core_img.len().div_ceil(512);
+    assert_eq!(&bios[..500], &core_img[..500]);
+    assert_eq!(u64::from_le_bytes(bios[500..508].try_into().unwrap()), 2049);
+    assert_eq!(
+        usize::from(u16::from_le_bytes(bios[508..510].try_into().unwrap())),
+        sectors - 1
+    );
+    assert_eq!(
+        u16::from_le_bytes(bios[510..512].try_into().unwrap()),
+        0x820
+    );
+    assert_eq!(&bios[512..core_img.len()], &core_img[512..]);
+
+    // EFI-SYSTEM: a FAT filesystem that fsck.fat accepts, holding EFI/BOOT/BOOTX64.EFI.
+    let efi = write(
+        dir.path(),
+        "efi.img",
+        partition(&disk, &report, "EFI-SYSTEM"),
+    );
+    tool_ok("fsck.vfat", &["-n", path_str(&efi)]);
+    let copied = dir.path().join("BOOTX64.EFI");
+    let mtools = std::process::Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args([
+            "-i",
+            path_str(&efi),
+            "::/EFI/BOOT/BOOTX64.EFI",
+            path_str(&copied),
+        ])
+        .output()
+        .unwrap();
+    assert!(mtools.status.success(), "{mtools:?}");
+    assert!(fs::read(&copied).unwrap() == fs::read(grub.join("bootx64.efi")).unwrap());
+    // Bank B's EFI slot stays an empty placeholder.
+    assert!(
+        partition(&disk, &report, "EFI-BACKUP")
+            .iter()
+            .all(|b| *b == 0)
+    );
+}
+
+#[test]
+fn without_a_bootloader_efi_and_bios_boot_stay_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = make_root(dir.path(), 1024 * 1024);
+    let report = build_ok(
+        &root,
+        &dir.path().join("out"),
+        &[
+            "--os-image-size-gib",
+            "1",
+            "--keep-raw-images",
+            "--bootloader",
+            "none",
+        ],
+    );
+    assert_eq!(report["bootloader"], Value::Null);
+    let (disk_path, _) = artifact(&report, "raw-os-image");
+    let disk = fs::read(&disk_path).unwrap();
+    for name in ["EFI-SYSTEM", "BIOS-BOOT"] {
+        assert!(
+            partition(&disk, &report, name).iter().all(|b| *b == 0),
+            "{name}"
+        );
+    }
+    assert!(sector(&disk, 0)[..0x1b8].iter().all(|b| *b == 0));
+}
+
+#[test]
+fn a_missing_or_unusable_bootloader_is_a_clear_error_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = make_root(dir.path(), 1024 * 1024);
+    let out = dir.path().join("out");
+    let missing = dir.path().join("no-grub-here");
+    let output = image_builder(&root, &out, &["--bootloader", path_str(&missing)]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no GRUB build in") && stderr.contains("bootloader/build"),
+        "{stderr}"
+    );
+    assert!(!out.join("1.0.0-abc123").exists());
+    // Our build has no aarch64 EFI application: an aarch64 image cannot take it.
+    let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("image-builder"))
+        .args([
+            "build",
+            "--variant",
+            "test",
+            "--arch",
+            "aarch64",
+            "--version",
+            "1.0.0",
+        ])
+        .args([
+            "--build-id",
+            "abc123",
+            "--os-image-size-gib",
+            "1",
+            "--root-dir",
+        ])
+        .arg(&root)
+        .arg("--out-dir")
+        .arg(&out)
+        .arg("--bootloader")
+        .arg(bootloader_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("bootaa64.efi"), "{stderr}");
+    assert!(
+        fs::read_dir(&out).map(|d| d.count()).unwrap_or(0) == 0,
+        "nothing left in {}",
+        out.display()
+    );
 }

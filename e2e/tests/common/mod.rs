@@ -1,12 +1,15 @@
-//! Helpers of the end-to-end tests: the workspace's binaries, host tools, the kernel and
-//! initramfs, image builds, a TUF repository, QEMU boots and the A/B flags.
+//! Helpers of the end-to-end tests: the workspace's binaries, host tools, the kernel, our GRUB,
+//! image builds, a TUF repository served over HTTP, and the A/B flags. The VM itself is in
+//! `vm.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+pub mod vm;
 
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Variant, arch and build ID of every image the tests build.
@@ -17,8 +20,6 @@ pub const BUILD_ID: &str = "e2e";
 pub const SOURCE_DATE_EPOCH: &str = "1700000000";
 /// BOOT partition type GUID (what gptprio scans).
 pub const BOOT_TYPE: &str = "6b636168-7420-6568-2070-6c616e657421";
-/// The wall-clock limit of one boot (the guest powers off within ~10 s under TCG).
-pub const BOOT_TIMEOUT_SECS: u64 = 60;
 
 /// The workspace root (`e2e/..`).
 pub fn workspace_root() -> PathBuf {
@@ -95,10 +96,19 @@ const HOST_TOOLS: &[(&str, &str)] = &[
     ("debugfs", "e2fsprogs"),
     ("mkfs.ext4", "e2fsprogs"),
     ("lz4", "lz4"),
-    ("timeout", "coreutils"),
     ("apt-get", "apt"),
     ("dpkg-deb", "dpkg"),
+    ("socat", "socat"),
+    ("sgdisk", "gdisk"),
+    ("mkfs.vfat", "dosfstools"),
+    ("mcopy", "mtools"),
+    ("strip", "binutils"),
+    ("python3", "python3"),
 ];
+
+/// UEFI firmware (Debian `ovmf`): the code (read-only) and the template of the variables.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
 
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
@@ -118,7 +128,10 @@ pub fn ensure_host_tools() {
             .filter(|(tool, _)| !on_path(tool))
             .collect()
     };
-    if missing(()).is_empty() {
+    let firmware_missing = || {
+        !Path::new(OVMF_CODE).is_file() || !Path::new("/usr/share/seabios/bios-256k.bin").is_file()
+    };
+    if missing(()).is_empty() && !firmware_missing() {
         return;
     }
     eprintln!(
@@ -129,6 +142,10 @@ pub fn ensure_host_tools() {
         .status()
         .expect("run scripts/setup");
     let still = missing(());
+    assert!(
+        !firmware_missing(),
+        "{OVMF_CODE} (ovmf) or SeaBIOS (seabios) still missing after scripts/setup"
+    );
     assert!(
         still.is_empty(),
         "the boot test needs these tools (Debian package in brackets), still missing after \
@@ -205,35 +222,39 @@ impl Timings {
     }
 }
 
-/// The Debian kernel (unpacked, not installed) and the test initramfs.
-#[derive(Debug, Clone)]
-pub struct GuestKernel {
-    pub vmlinuz: PathBuf,
-    pub initramfs: PathBuf,
+/// The Debian cloud kernel, unpacked by `sample-variant/fetch-kernel` (not installed), cached
+/// in `target/e2e-cache/` between runs.
+pub fn kernel_dir() -> PathBuf {
+    PathBuf::from(stdout_of(
+        Command::new(workspace_root().join("sample-variant/fetch-kernel")).arg(cache_dir()),
+    ))
 }
 
-impl GuestKernel {
-    /// Fetch (or reuse) the kernel package in the cache and build the initramfs into `dir`.
-    pub fn prepare(dir: &Path) -> Self {
-        let unpacked = PathBuf::from(stdout_of(
-            Command::new(script("fetch-kernel")).arg(cache_dir()),
-        ));
-        let vmlinuz = fs::read_dir(unpacked.join("boot"))
-            .expect("read the kernel's boot/")
-            .map(|entry| entry.unwrap().path())
-            .find(|path| {
-                path.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("vmlinuz-"))
-            })
-            .unwrap_or_else(|| panic!("no boot/vmlinuz-* in {}", unpacked.display()));
-        let initramfs = dir.join("initramfs.cpio.gz");
-        run(Command::new(script("make-initramfs"))
-            .arg(&unpacked)
-            .arg(&initramfs));
-        GuestKernel { vmlinuz, initramfs }
-    }
+/// Our GRUB build (`bootloader/build`, cached by the hash of its inputs: built once, then
+/// free). Returns the folder image-builder installs from.
+pub fn bootloader_dir() -> PathBuf {
+    let dir = PathBuf::from(stdout_of(&mut Command::new(
+        workspace_root().join("bootloader/build"),
+    )));
+    assert!(
+        dir.join("bootx64.efi").is_file(),
+        "no bootx64.efi in {}",
+        dir.display()
+    );
+    dir
 }
+
+/// How a release of the sample variant is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// A working host.
+    Good,
+    /// Its init exits before the boot is marked successful (`make-root --broken`).
+    Broken,
+}
+
+/// Kernel parameters of the sample variant (serial console; reboot at once on a panic).
+pub const KERNEL_PARAMS: &[&str] = &["console=ttyS0,115200n8", "panic=-1", "quiet"];
 
 /// One image-builder build of the sample variant.
 #[derive(Debug, Clone)]
@@ -247,40 +268,60 @@ pub struct Release {
 }
 
 impl Release {
-    /// Make the sample root tree (busybox + the kernel + the e2e guest init) and build it.
-    pub fn build(bins: &Bins, work: &Path, version: &str, kernel: &GuestKernel) -> Self {
+    /// Make the sample variant's root tree (a small real host: kernel + initramfs, init,
+    /// updog and signpost from this build, the repository's root.json) and build it with
+    /// image-builder and our GRUB.
+    pub fn build(
+        bins: &Bins,
+        work: &Path,
+        version: &str,
+        health: Health,
+        kernel_dir: &Path,
+        bootloader: &Path,
+        keys: &Keys,
+    ) -> Self {
         let root_dir = work.join(format!("root-{version}"));
-        run(
-            Command::new(workspace_root().join("image-builder/scripts/make-sample-root"))
-                .arg(&root_dir)
-                .args(["--version", version, "--variant", VARIANT, "--kernel"])
-                .arg(&kernel.vmlinuz),
-        );
-        // Our init reports the booted version, the root mount and the dm device's slaves.
-        fs::copy(script("guest-init"), root_dir.join("sbin/init")).expect("install guest-init");
+        let mut make_root = Command::new(workspace_root().join("sample-variant/make-root"));
+        make_root
+            .arg(&root_dir)
+            .args(["--version", version, "--variant", VARIANT, "--kernel-dir"])
+            .arg(kernel_dir)
+            .arg("--host-tools")
+            .arg(bins.updog.parent().expect("bin dir"))
+            .arg("--root-json")
+            .arg(&keys.root_json);
+        if health == Health::Broken {
+            make_root.arg("--broken");
+        }
+        run(&mut make_root);
         let out = work.join("images");
-        let stdout = stdout_of(
-            Command::new(&bins.image_builder)
-                .args(["build", "--root-dir"])
-                .arg(&root_dir)
-                .args([
-                    "--variant",
-                    VARIANT,
-                    "--arch",
-                    ARCH,
-                    "--version",
-                    version,
-                    "--build-id",
-                    BUILD_ID,
-                    "--source-date-epoch",
-                    SOURCE_DATE_EPOCH,
-                    "--keep-raw-images",
-                    "--json",
-                    "-q",
-                    "--out-dir",
-                ])
-                .arg(&out),
-        );
+        let mut build = Command::new(&bins.image_builder);
+        build
+            .args(["build", "--root-dir"])
+            .arg(&root_dir)
+            .args([
+                "--variant",
+                VARIANT,
+                "--arch",
+                ARCH,
+                "--version",
+                version,
+                "--build-id",
+                BUILD_ID,
+                "--source-date-epoch",
+                SOURCE_DATE_EPOCH,
+                "--keep-raw-images",
+                "--json",
+                "-q",
+                "--bootloader",
+            ])
+            .arg(bootloader)
+            .arg("--out-dir")
+            .arg(&out);
+        for param in KERNEL_PARAMS {
+            build.args(["--kernel-param", param]);
+        }
+        let stdout = stdout_of(&mut build);
         let report: Value = serde_json::from_str(&stdout).expect("build report JSON");
         let out_dir = out.join(format!("{version}-{BUILD_ID}"));
         assert_eq!(report["version"], version, "report: {report}");
@@ -317,10 +358,6 @@ impl Release {
             .as_str()
             .expect("verity.root_hash")
             .to_string()
-    }
-
-    pub fn os_release(&self) -> PathBuf {
-        self.root_dir.join("usr/lib/os-release")
     }
 }
 
@@ -382,131 +419,6 @@ pub fn cgpt_start_sector(disk: &Path, partition: u32) -> u64 {
         .unwrap_or_else(|_| panic!("cgpt show -b: {text:?}"))
 }
 
-/// What the serial console showed of one boot.
-#[derive(Debug, Clone)]
-pub struct Boot {
-    pub log: String,
-    pub exit_code: Option<i32>,
-    pub elapsed: Duration,
-}
-
-impl Boot {
-    /// The value of `E2E-<who>: <key>=<value>` or `… <key>: <value>` markers, first match.
-    fn marker(&self, prefix: &str) -> Option<&str> {
-        self.log.lines().find_map(|line| {
-            let at = line.find(prefix)?;
-            Some(line[at + prefix.len()..].trim())
-        })
-    }
-
-    /// The set the initramfs' gptprio chose (`a`/`b`).
-    pub fn selected_set(&self) -> Option<&str> {
-        let rest = self.marker("E2E-INITRAMFS: selected set=")?;
-        rest.split_whitespace().next()
-    }
-
-    /// The dm-verity table the initramfs loaded.
-    pub fn dm_table(&self) -> Option<&str> {
-        self.marker("E2E-INITRAMFS: dm table: ")
-    }
-
-    /// VERSION_ID of the root that ran /sbin/init.
-    pub fn version_id(&self) -> Option<&str> {
-        self.marker("E2E-INIT: VERSION_ID=")
-    }
-
-    /// `/`'s device, type and options in /proc/mounts.
-    pub fn root_mount(&self) -> Option<&str> {
-        self.marker("E2E-INIT: root mount: ")
-    }
-
-    /// The partitions under the `root` dm device, sorted.
-    pub fn root_slaves(&self) -> Vec<String> {
-        let mut slaves: Vec<String> = self
-            .marker("E2E-INIT: root slaves: ")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        slaves.sort();
-        slaves
-    }
-
-    pub fn root_writable(&self) -> Option<&str> {
-        self.marker("E2E-INIT: root writable=")
-    }
-
-    /// The guest's init ran to its end and powered off.
-    pub fn completed(&self) -> bool {
-        self.log.contains("E2E-INIT: done")
-    }
-
-    /// A failure reported by the initramfs.
-    pub fn initramfs_failure(&self) -> Option<&str> {
-        self.marker("E2E-INITRAMFS: FAIL: ")
-    }
-
-    /// The last lines of the log, for failure messages.
-    pub fn tail(&self) -> String {
-        let lines: Vec<&str> = self.log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-}
-
-/// Boot a disk under QEMU with TCG (the recipe of testing.md §8), wrapped in a timeout;
-/// the serial log is kept in `log_path`.
-pub fn boot(kernel: &GuestKernel, disk: &Path, log_path: &Path) -> Boot {
-    let start = Instant::now();
-    let output = run_any(
-        Command::new("timeout")
-            .args([
-                "--kill-after=5",
-                &BOOT_TIMEOUT_SECS.to_string(),
-                "qemu-system-x86_64",
-                "-machine",
-                "q35,accel=tcg",
-                "-m",
-                "512",
-                "-smp",
-                "1",
-                "-nographic",
-                "-no-reboot",
-                "-net",
-                "none",
-                "-kernel",
-            ])
-            .arg(&kernel.vmlinuz)
-            .arg("-initrd")
-            .arg(&kernel.initramfs)
-            .args(["-append", "console=ttyS0 panic=-1 quiet", "-drive"])
-            .arg(format!("file={},format=raw,if=virtio", disk.display())),
-    );
-    let elapsed = start.elapsed();
-    let mut log = String::from_utf8_lossy(&output.stdout).into_owned();
-    log.push_str(&String::from_utf8_lossy(&output.stderr));
-    fs::write(log_path, &log).expect("write the serial log");
-    let boot = Boot {
-        log,
-        exit_code: output.status.code(),
-        elapsed,
-    };
-    assert_ne!(
-        boot.exit_code,
-        Some(124),
-        "the boot of {} did not end within {BOOT_TIMEOUT_SECS} s; serial log {}:\n{}",
-        disk.display(),
-        log_path.display(),
-        boot.tail()
-    );
-    eprintln!(
-        "e2e: boot of {} took {:.1} s (qemu exit {:?})",
-        disk.display(),
-        elapsed.as_secs_f64(),
-        boot.exit_code
-    );
-    boot
-}
-
 /// Copy a sparse file, keeping it sparse.
 pub fn copy_sparse(from: &Path, to: &Path) {
     run(Command::new("cp").arg("--sparse=always").arg(from).arg(to));
@@ -530,112 +442,160 @@ pub fn flip_byte(path: &Path, offset: u64) -> (u8, u8) {
     (byte[0], new)
 }
 
-/// A signed TUF repository on the local disk, read by updog through `file://` URLs.
+/// The release engineer's keys: `pubsys setup` (root and signing key), made before any image
+/// is built because the trusted root.json goes into the image.
 #[derive(Debug, Clone)]
-pub struct Repository {
-    /// The trusted root updog starts from.
+pub struct Keys {
     pub root_json: PathBuf,
-    pub metadata_url: String,
-    pub targets_url: String,
+    pub signing_key: PathBuf,
 }
 
-impl Repository {
-    /// What a release engineer does: `pubsys setup` (root and signing key), then one
-    /// `pubsys repo` per release from image-builder's build report, with the default wave
-    /// schedule and, from the second release on, a `Release.toml` migration hop and the
-    /// repository extended from where the previous release was published (file://). Each
-    /// output is published targets first, metadata after, as an upload would.
-    pub fn publish(bins: &Bins, work: &Path, releases: &[&Release]) -> Self {
-        let keys = work.join("keys");
-        let published = work.join("published");
-        let root_json = keys.join("root.json");
-        let key = keys.join("signing-key.pem");
+impl Keys {
+    pub fn create(bins: &Bins, work: &Path) -> Self {
+        let dir = work.join("keys");
+        let keys = Keys {
+            root_json: dir.join("root.json"),
+            signing_key: dir.join("signing-key.pem"),
+        };
         run(Command::new(&bins.pubsys)
             .arg("setup")
             .arg("--root-role-path")
-            .arg(&root_json)
+            .arg(&keys.root_json)
             .arg("--default-key-path")
-            .arg(&key));
-        let infra = work.join("Infra.toml");
+            .arg(&keys.signing_key));
+        keys
+    }
+}
+
+/// A signed TUF repository published into a folder (`published/`) that an HTTP server on
+/// 127.0.0.1 serves.
+#[derive(Debug)]
+pub struct Repository {
+    pub published: PathBuf,
+    work: PathBuf,
+    keys: Keys,
+    previous: Option<String>,
+}
+
+impl Repository {
+    pub fn new(work: &Path, keys: &Keys) -> Self {
+        let published = work.join("published");
+        fs::create_dir_all(published.join("targets")).unwrap();
+        Repository {
+            published,
+            work: work.to_path_buf(),
+            keys: keys.clone(),
+            previous: None,
+        }
+    }
+
+    /// What a release engineer does for each release: `pubsys repo` from image-builder's build
+    /// report, with the default wave schedule and, from the second release on, a
+    /// `Release.toml` migration hop and the repository extended from where the previous
+    /// release was published. The output is published targets first, metadata after, as an
+    /// upload would.
+    pub fn publish(&mut self, bins: &Bins, release: &Release) {
+        let infra = self.work.join("Infra.toml");
         fs::write(
             &infra,
             format!(
                 "[repo.default]\nmetadata_base_url = \"file://{0}/\"\ntargets_url = \"file://{0}/targets/\"\n",
-                published.display()
+                self.published.display()
             ),
         )
         .unwrap();
         let waves = workspace_root().join("waves/default-waves.toml");
         let expiration = workspace_root().join("pubsys/tests/data/repo-expiration-2w-2w-1w.toml");
-        let mut previous: Option<&str> = None;
-        for release in releases {
-            let out = work.join(format!("release-{}", release.version));
-            let mut command = Command::new(&bins.pubsys);
-            command
-                .arg("--infra-config")
-                .arg(&infra)
-                .arg("repo")
-                .arg("--build-report")
-                .arg(release.out_dir.join("build-report.json"))
-                .arg("--wave-policy-path")
-                .arg(&waves)
-                .arg("--repo-expiration-policy-path")
-                .arg(&expiration)
-                .arg("--root-role-path")
-                .arg(&root_json)
-                .arg("--default-key-path")
-                .arg(&key)
-                .arg("--outdir")
-                .arg(&out);
-            if let Some(from) = previous {
-                let release_toml = work.join(format!("Release-{}.toml", release.version));
-                fs::write(
-                    &release_toml,
-                    format!(
-                        "version = \"{}\"\n\n[migrations]\n\"({from}, {})\" = []\n",
-                        release.version, release.version
-                    ),
-                )
-                .unwrap();
-                command.arg("--release-config-path").arg(&release_toml);
-            }
-            run(&mut command);
-            for folder in ["targets".to_owned(), format!("{VARIANT}/{ARCH}")] {
-                let (from, to) = (out.join(&folder), published.join(&folder));
-                fs::create_dir_all(&to).unwrap();
-                for entry in fs::read_dir(&from).unwrap() {
-                    let entry = entry.unwrap();
-                    fs::copy(entry.path(), to.join(entry.file_name())).expect("publish a file");
-                }
-            }
-            previous = Some(&release.version);
+        let out = self.work.join(format!("release-{}", release.version));
+        let mut command = Command::new(&bins.pubsys);
+        command
+            .arg("--infra-config")
+            .arg(&infra)
+            .arg("repo")
+            .arg("--build-report")
+            .arg(release.out_dir.join("build-report.json"))
+            .arg("--wave-policy-path")
+            .arg(&waves)
+            .arg("--repo-expiration-policy-path")
+            .arg(&expiration)
+            .arg("--root-role-path")
+            .arg(&self.keys.root_json)
+            .arg("--default-key-path")
+            .arg(&self.keys.signing_key)
+            .arg("--outdir")
+            .arg(&out);
+        if let Some(from) = &self.previous {
+            let release_toml = self.work.join(format!("Release-{}.toml", release.version));
+            fs::write(
+                &release_toml,
+                format!(
+                    "version = \"{}\"\n\n[migrations]\n\"({from}, {})\" = []\n",
+                    release.version, release.version
+                ),
+            )
+            .unwrap();
+            command.arg("--release-config-path").arg(&release_toml);
         }
-        Repository {
-            root_json,
-            metadata_url: format!("file://{}/{VARIANT}/{ARCH}/", published.display()),
-            targets_url: format!("file://{}/targets/", published.display()),
+        run(&mut command);
+        for folder in ["targets".to_owned(), format!("{VARIANT}/{ARCH}")] {
+            let (from, to) = (out.join(&folder), self.published.join(&folder));
+            fs::create_dir_all(&to).unwrap();
+            for entry in fs::read_dir(&from).unwrap() {
+                let entry = entry.unwrap();
+                // Write beside, then rename: the server never serves a half-copied file.
+                let tmp = to.join(format!(".{}.tmp", entry.file_name().to_string_lossy()));
+                fs::copy(entry.path(), &tmp).expect("publish a file");
+                fs::rename(&tmp, to.join(entry.file_name())).unwrap();
+            }
         }
+        self.previous = Some(release.version.clone());
     }
+}
 
-    /// An updog configuration for a host running `os_release`, with every path in `dir`.
-    pub fn updog_config(&self, dir: &Path, os_release: &Path) -> PathBuf {
-        fs::create_dir_all(dir).unwrap();
-        let config = format!(
-            "metadata_base_url = \"{}\"\ntargets_base_url = \"{}\"\nseed = 1234\n\
-             trusted_root = \"{}\"\nos_release = \"{}\"\ndatastore = \"{}\"\n\
-             metadata_cache = \"{}\"\nmigrations_cache = \"{}\"\nlock_file = \"{}\"\n",
-            self.metadata_url,
-            self.targets_url,
-            self.root_json.display(),
-            os_release.display(),
-            dir.join("tuf").display(),
-            dir.join("metadata").display(),
-            dir.join("migrations").display(),
-            dir.join("updog.lock").display(),
-        );
-        let path = dir.join("updog.toml");
-        fs::write(&path, config).unwrap();
-        path
+/// A static HTTP server (Python's `http.server`) on 127.0.0.1 serving `dir`; stopped on drop.
+#[derive(Debug)]
+pub struct HttpServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl HttpServer {
+    pub fn start(dir: &Path, log: &Path) -> Self {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(log).unwrap())
+            .spawn()
+            .expect("start python3 -m http.server");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the HTTP server did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        HttpServer { child, port }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

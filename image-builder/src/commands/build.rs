@@ -1,4 +1,5 @@
 //! `image-builder build`: turn the arguments into [`BuildSettings`] and build.
+use crate::bootloader::BootloaderChoice;
 use crate::cli::BuildArgs;
 use crate::error::Result;
 use crate::layout::{Banks, LayoutSettings};
@@ -34,6 +35,10 @@ pub fn settings(args: &BuildArgs) -> BuildSettings {
         source_date_epoch: args.source_date_epoch,
         keep_raw_images: args.keep_raw_images,
         threads: args.threads,
+        bootloader: args
+            .bootloader
+            .clone()
+            .unwrap_or_else(BootloaderChoice::default_for_exe),
     }
 }
 

@@ -54,6 +54,18 @@ pub enum BootMode {
     UefiPreferred,
 }
 
+impl BootMode {
+    /// The boot mode an image of `arch` is registered with when none is given: x86_64 images
+    /// carry our GRUB for UEFI (EFI-SYSTEM) and BIOS (MBR + BIOS-BOOT), so UEFI where the
+    /// instance type has it and BIOS elsewhere; arm64 instances boot only with UEFI.
+    pub fn default_for(arch: Arch) -> BootMode {
+        match arch {
+            Arch::X86_64 => BootMode::UefiPreferred,
+            Arch::Arm64 => BootMode::Uefi,
+        }
+    }
+}
+
 /// EBS volume type of the AMI's volumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum VolumeKind {
@@ -124,7 +136,8 @@ pub struct AmiArgs {
     #[arg(short = 'e', long, value_name = "PATH")]
     pub uefi_data: Option<PathBuf>,
 
-    /// Boot mode (default: unset, EC2 decides)
+    /// Boot mode [default: uefi-preferred for x86_64, whose images carry GRUB for both UEFI and
+    /// BIOS; uefi for arm64]
     #[arg(long, value_enum)]
     pub boot_mode: Option<BootMode>,
 
@@ -658,16 +671,15 @@ async fn register(
     if args.sriov_net_support == Sriov::Simple {
         request = request.sriov_net_support("simple");
     }
-    if let Some(mode) = args.boot_mode {
-        request = request.boot_mode(match mode {
-            BootMode::LegacyBios => BootModeValues::LegacyBios,
-            BootMode::Uefi => BootModeValues::Uefi,
-            BootMode::UefiPreferred => BootModeValues::UefiPreferred,
-        });
-        if let (Some(path), BootMode::Uefi | BootMode::UefiPreferred) = (&args.uefi_data, mode) {
-            let data = std::fs::read_to_string(path).context(error::ReadFileSnafu { path })?;
-            request = request.uefi_data(data.trim());
-        }
+    let mode = args.boot_mode.unwrap_or(BootMode::default_for(args.arch));
+    request = request.boot_mode(match mode {
+        BootMode::LegacyBios => BootModeValues::LegacyBios,
+        BootMode::Uefi => BootModeValues::Uefi,
+        BootMode::UefiPreferred => BootModeValues::UefiPreferred,
+    });
+    if let (Some(path), BootMode::Uefi | BootMode::UefiPreferred) = (&args.uefi_data, mode) {
+        let data = std::fs::read_to_string(path).context(error::ReadFileSnafu { path })?;
+        request = request.uefi_data(data.trim());
     }
     if args.imdsv2 {
         request = request.imds_support(ImdsSupportValues::V20);

@@ -19,7 +19,7 @@
 
 use crate::error::{self, Result};
 use clap::{Args, ValueEnum};
-use image_builder::{BuildSettings, LayoutSettings, PartitionPlan, RootFs};
+use image_builder::{BootloaderChoice, BuildSettings, LayoutSettings, PartitionPlan, RootFs};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 use snafu::ResultExt;
@@ -90,6 +90,11 @@ pub struct BuildArgs {
     /// Also keep the uncompressed disk images (what `pubsys ami` uploads)
     #[arg(long)]
     pub keep_raw_images: bool,
+
+    /// GRUB build to install (a folder made by bootloader/build), or `none` [default:
+    /// $IMAGE_BUILDER_BOOTLOADER, else our GRUB build at <target>/bootloader/current]
+    #[arg(long, value_name = "DIR|none")]
+    pub bootloader: Option<BootloaderChoice>,
 }
 
 /// What `pubsys build` produced.
@@ -178,6 +183,10 @@ pub fn settings(args: &BuildArgs) -> Result<BuildSettings> {
     settings.kernel_params = config.image.kernel_parameters;
     settings.source_date_epoch = config.image.source_date_epoch;
     settings.keep_raw_images = args.keep_raw_images;
+    settings.bootloader = args
+        .bootloader
+        .clone()
+        .unwrap_or_else(BootloaderChoice::default_for_exe);
     Ok(settings)
 }
 
