@@ -51,8 +51,7 @@ async fn ami_uploads_registers_copies_and_reruns_without_duplicates() {
             "team=os",
             "--imdsv2",
             "--tpm",
-            "--boot-mode",
-            "uefi-preferred",
+            // No --boot-mode: an x86_64 image is registered uefi-preferred by default.
             "--volume-type",
             "gp3",
             "--os-volume-size",

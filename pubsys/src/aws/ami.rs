@@ -947,6 +947,13 @@ pub fn has_permission(permissions: &[LaunchPermission], permission: &LaunchPermi
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn x86_64_images_boot_both_ways_and_arm64_with_uefi() {
+        use super::{Arch, BootMode};
+        assert_eq!(BootMode::default_for(Arch::X86_64), BootMode::UefiPreferred);
+        assert_eq!(BootMode::default_for(Arch::Arm64), BootMode::Uefi);
+    }
+
     use super::{TagArg, client_token};
 
     #[test]
