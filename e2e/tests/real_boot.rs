@@ -240,15 +240,7 @@ fn gptprio_matrix(work: &Path, base_disk: &Path, logs: &Path) {
             let json: serde_json::Value = serde_json::from_slice(&selected.stdout).unwrap();
             json["selected"].as_str().unwrap().to_owned()
         });
-        let mut vm = Vm::start(&VmConfig {
-            no_reboot: true,
-            ..vm_config(
-                Firmware::Uefi,
-                &disk,
-                None,
-                &logs.join(format!("matrix-{}.log", i + 1)),
-            )
-        });
+        let mut vm = uefi_once(&disk, &logs.join(format!("matrix-{}.log", i + 1)));
         let (which, line) = vm.expect_any(
             &["gptprio: chose", "no bootable BOOT partition"],
             BOOT,
@@ -275,6 +267,79 @@ fn gptprio_matrix(work: &Path, base_disk: &Path, logs: &Path) {
             after.0, after.1
         );
     }
+
+    // A damaged copy of the table (primary, then backup): GRUB reads the good one, spends the
+    // try and writes both back valid, as signpost does.
+    let last_sector = fs::metadata(&disk).unwrap().len() - 512;
+    for (label, offset, damaged) in [
+        ("primary", 512 + 8, (false, true)),
+        ("backup", last_sector + 8, (true, false)),
+    ] {
+        let case = format!("gptprio with a damaged {label} header");
+        cgpt_set(&disk, flags(1, 0, 1), flags(2, 1, 0));
+        flip_byte(&disk, offset);
+        assert_eq!(gpt_copies_valid(&disk), damaged, "{case}: before the boot");
+        let mut vm = uefi_once(&disk, &logs.join(format!("matrix-{label}.log")));
+        let line = vm.expect("gptprio: chose", BOOT, &case);
+        vm.kill();
+        assert_eq!(chosen_set(&line), "b", "{case}: {line}");
+        assert_eq!(
+            gpt_copies_valid(&disk),
+            (true, true),
+            "{case}: both copies after GRUB's write"
+        );
+        assert_disk(&disk, &case, flags(1, 0, 1), flags(2, 0, 0));
+        eprintln!("e2e: {case}: repaired, B's try spent");
+    }
+}
+
+/// A UEFI machine with nothing but the disk, whose first reboot ends QEMU.
+fn uefi_once(disk: &Path, log: &Path) -> Vm {
+    Vm::start(&VmConfig {
+        no_reboot: true,
+        ..vm_config(Firmware::Uefi, disk, None, log)
+    })
+}
+
+/// CRC-32 (IEEE), as GPT uses; for checking both copies independently of the tools.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for byte in data {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                0xedb8_8320 ^ (crc >> 1)
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Whether the primary and the backup GPT (512-byte sectors) are each intact: signature,
+/// header CRC, entry-array CRC.
+fn gpt_copies_valid(disk: &Path) -> (bool, bool) {
+    use std::os::unix::fs::FileExt;
+    let file = fs::File::open(disk).unwrap();
+    let last = file.metadata().unwrap().len() / 512 - 1;
+    let valid = |lba: u64| {
+        let mut header = [0u8; 512];
+        file.read_exact_at(&mut header, lba * 512).unwrap();
+        let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().unwrap());
+        let size = u32_at(12) as usize;
+        if &header[..8] != b"EFI PART" || !(92..=512).contains(&size) {
+            return false;
+        }
+        let stored = u32_at(16);
+        let mut copy = header;
+        copy[16..20].fill(0);
+        let entries_lba = u64::from_le_bytes(header[72..80].try_into().unwrap());
+        let mut entries = vec![0u8; (u32_at(80) * u32_at(84)) as usize];
+        file.read_exact_at(&mut entries, entries_lba * 512).unwrap();
+        crc32(&copy[..size]) == stored && crc32(&entries) == u32_at(88)
+    };
+    (valid(1), valid(last))
 }
 
 /// The image as built: GPT valid, GRUB installed the reference way.
@@ -346,7 +411,7 @@ fn hosts_boot_through_our_grub_and_update_themselves() {
     check_installed_bootloader(&v1.raw_disk());
 
     // 1. GRUB against signpost, flag state by flag state.
-    t.step("gptprio matrix (UEFI, 10 boots to GRUB's choice)", || {
+    t.step("gptprio matrix (UEFI, 12 boots to GRUB's choice)", || {
         gptprio_matrix(&work, &v1.raw_disk(), &logs)
     });
 
@@ -491,10 +556,7 @@ fn hosts_boot_through_our_grub_and_update_themselves() {
         "e2e: flipped the byte at {offset} (ROOT-B block {block}) from {old:#04x} to {new:#04x}"
     );
     t.step("tampered root: dm-verity stops the boot", || {
-        let mut vm = Vm::start(&VmConfig {
-            no_reboot: true,
-            ..vm_config(Firmware::Uefi, &disk, None, &logs.join("tampered.log"))
-        });
+        let mut vm = uefi_once(&disk, &logs.join("tampered.log"));
         let line = vm.expect("gptprio: chose", BOOT, "tampered boot");
         assert_eq!(chosen_set(&line), "b");
         let corrupted = format!("data block {block} is corrupted");

@@ -103,7 +103,7 @@ pub struct BuildArgs {
 
     /// GRUB build to install (a folder made by bootloader/build), or `none` to leave EFI-SYSTEM
     /// and BIOS-BOOT empty [default: $IMAGE_BUILDER_BOOTLOADER, else our GRUB build at
-    /// <target>/bootloader/current beside this executable]
+    /// TARGET_DIR/bootloader/current beside this executable]
     #[arg(long, value_name = "DIR|none")]
     pub bootloader: Option<BootloaderChoice>,
 

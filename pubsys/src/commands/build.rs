@@ -92,7 +92,7 @@ pub struct BuildArgs {
     pub keep_raw_images: bool,
 
     /// GRUB build to install (a folder made by bootloader/build), or `none` [default:
-    /// $IMAGE_BUILDER_BOOTLOADER, else our GRUB build at <target>/bootloader/current]
+    /// $IMAGE_BUILDER_BOOTLOADER, else our GRUB build at TARGET_DIR/bootloader/current]
     #[arg(long, value_name = "DIR|none")]
     pub bootloader: Option<BootloaderChoice>,
 }
