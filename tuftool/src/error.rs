@@ -388,6 +388,14 @@ pub enum Error {
         /// Path or name.
         path: PathBuf,
     },
+    /// A signed target name that cannot be a local path.
+    #[snafu(display(
+        "refusing the target name {name:?}: a target name must be a relative path of plain components (no '..', '.', leading '/' or empty parts)"
+    ))]
+    UnsafeTargetName {
+        /// The name as signed.
+        name: String,
+    },
     /// Two inputs map to the same target name.
     #[snafu(display("two inputs have the target name {name}: {first} and {second}"))]
     TargetCollision {

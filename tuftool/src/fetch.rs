@@ -12,7 +12,7 @@ use crate::repo::{
     self, ImportedRole, RepoLocation, RepoReport, Schedule, SigningKeys, Staged, Tree,
 };
 use crate::root::load_root;
-use crate::targets::placements;
+use crate::targets::{local_relative, placements};
 use aws_lc_rs::digest::{Context, SHA256};
 use futures::StreamExt;
 use serde::Serialize;
@@ -52,18 +52,6 @@ fn select_targets(repo: &Repository, names: &[String]) -> Result<Vec<(TargetName
         .collect()
 }
 
-/// A relative path below an output folder for a target name; only normal components.
-fn safe_relative(name: &TargetName) -> Result<PathBuf> {
-    let rel = PathBuf::from(name.resolved());
-    ensure!(
-        !name.resolved().is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_))),
-        error::TargetNameSnafu {
-            path: name.resolved()
-        }
-    );
-    Ok(rel)
-}
-
 /// The URL of a path relative to `base`, each segment percent-encoded.
 fn join_segments(base: &Url, relative: &str) -> Result<Url> {
     let mut url = base.clone();
@@ -88,7 +76,7 @@ pub(crate) async fn fetch_target(
     dest: &Path,
 ) -> Result<()> {
     let base = Path::new("");
-    let candidates = placements(base, name, &target.hashes.sha256, consistent, true);
+    let candidates = placements(base, name, &target.hashes.sha256, consistent, true)?;
     let transport = tough::DefaultTransport::new();
     let mut last_url = String::new();
     for candidate in candidates {
@@ -168,11 +156,14 @@ pub async fn download(
         text: "targets URL",
     })?;
     let selected = select_targets(&repo, names)?;
+    for (name, _) in &selected {
+        local_relative(name)?;
+    }
     let staging = fsutil::staging_dir_for(outdir)?;
     let consistent = repo.root().signed.consistent_snapshot;
     let mut fetched = Vec::new();
     for (name, target) in &selected {
-        let dest = staging.path().join(safe_relative(name)?);
+        let dest = staging.path().join(local_relative(name)?);
         fetch_target(&targets_url, name, target, consistent, &dest).await?;
         fetched.push(name.raw().to_owned());
     }
@@ -211,6 +202,12 @@ pub async fn clone_repo(
         fsutil::ensure_absent(t)?;
     }
     let repo = repo::load_repo(location).await?;
+    if targets_dir.is_some() {
+        // Every name is checked before anything is fetched or written.
+        for (name, _) in select_targets(&repo, names)? {
+            local_relative(&name)?;
+        }
+    }
     let tree = Tree::from_repo(&repo, location);
     let consistent = tree.consistent();
     let mut files =
@@ -287,7 +284,7 @@ pub async fn clone_repo(
                     &target.hashes.sha256,
                     consistent,
                     tough_placement,
-                );
+                )?;
                 fetch_target(&targets_url, &name, &target, consistent, &spots[0]).await?;
                 for extra in &spots[1..] {
                     fsutil::publish_file(&spots[0], extra, fsutil::LinkMode::Hardlink, false)

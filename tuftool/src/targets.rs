@@ -174,29 +174,49 @@ pub async fn scan_inputs(
     Ok(hashed)
 }
 
-/// Where a target's bytes go in `targets_dir`. With consistent snapshots this is the spec's
-/// placement, `dir/<sha256>.file` (what python-tuf and other clients fetch), plus, with
-/// `tough_placement` and for names with a folder, tough's placement `<sha256>.dir/file`, so
-/// that tough-based clients (tough's `Repository::read_target`, the reference tuftool) find it
-/// too. Tough's placement costs a new folder per target, which is most of the time spent
-/// publishing many small files, so it is asked for, not implied.
+/// The one way a target name becomes a local path: relative, made only of plain components
+/// (no `..`, no `.`, no root, not empty), in both its raw and its resolved form. Every place
+/// that writes or reads a target on disk (create, update, download, clone) goes through it, so
+/// a signed but hostile name (`/etc/x`, `../../x`) is refused before anything is written.
+pub fn local_relative(name: &TargetName) -> Result<PathBuf> {
+    let plain = |text: &str| {
+        !text.is_empty()
+            && !text.starts_with('/')
+            && text
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..")
+    };
+    ensure!(
+        plain(name.raw()) && plain(name.resolved()),
+        error::UnsafeTargetNameSnafu {
+            name: name.raw().to_owned()
+        }
+    );
+    Ok(PathBuf::from(name.resolved()))
+}
+
+/// Where a target goes in `targets_dir`: the spec's `dir/<sha256>.file` with consistent
+/// snapshots (plus tough's `<sha256>.dir/file` for names with a folder when
+/// `tough_placement`), the plain name without. An unsafe name is an error
+/// ([`local_relative`]).
 pub fn placements(
     targets_dir: &Path,
     name: &TargetName,
     sha256: &[u8],
     consistent: bool,
     tough_placement: bool,
-) -> Vec<PathBuf> {
+) -> Result<Vec<PathBuf>> {
+    let relative = local_relative(name)?;
     let resolved = name.resolved();
     if !consistent {
-        return vec![targets_dir.join(resolved)];
+        return Ok(vec![targets_dir.join(relative)]);
     }
     let digest = hex::encode(sha256);
     let (dir, base) = match resolved.rsplit_once('/') {
         Some((dir, base)) => (Some(dir), base),
         None => (None, resolved),
     };
-    match dir {
+    Ok(match dir {
         None => vec![targets_dir.join(format!("{digest}.{base}"))],
         Some(dir) if !tough_placement => {
             vec![targets_dir.join(dir).join(format!("{digest}.{base}"))]
@@ -205,7 +225,7 @@ pub fn placements(
             targets_dir.join(dir).join(format!("{digest}.{base}")),
             targets_dir.join(format!("{digest}.{resolved}")),
         ],
-    }
+    })
 }
 
 /// Place every input in `targets_dir` by `mode`, `jobs` at a time.
@@ -226,17 +246,17 @@ pub async fn publish_inputs(
                 &t.target.hashes.sha256,
                 consistent,
                 tough_placement,
-            );
-            (
+            )?;
+            Ok((
                 (t.path.clone(), dests),
                 if mode == LinkMode::Copy {
                     t.target.length
                 } else {
                     0
                 },
-            )
+            ))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     // Create each folder once, not once per file.
     let dirs: BTreeSet<PathBuf> = work
         .iter()
@@ -302,15 +322,41 @@ mod tests {
     #[test]
     fn placements_follow_spec_and_tough() {
         let name = TargetName::new("a/b/c.txt").unwrap();
-        let p = placements(Path::new("/t"), &name, &[0xab], true, true);
+        let p = placements(Path::new("/t"), &name, &[0xab], true, true).unwrap();
         assert_eq!(p[0], Path::new("/t/a/b/ab.c.txt"));
         assert_eq!(p[1], Path::new("/t/ab.a/b/c.txt"));
-        let p = placements(Path::new("/t"), &name, &[0xab], true, false);
+        let p = placements(Path::new("/t"), &name, &[0xab], true, false).unwrap();
         assert_eq!(p, [Path::new("/t/a/b/ab.c.txt")]);
-        let p = placements(Path::new("/t"), &name, &[0xab], false, true);
+        let p = placements(Path::new("/t"), &name, &[0xab], false, true).unwrap();
         assert_eq!(p, [Path::new("/t/a/b/c.txt")]);
         let flat = TargetName::new("c.txt").unwrap();
-        let p = placements(Path::new("/t"), &flat, &[0xab], true, true);
+        let p = placements(Path::new("/t"), &flat, &[0xab], true, true).unwrap();
         assert_eq!(p, [Path::new("/t/ab.c.txt")]);
+    }
+
+    #[test]
+    fn unsafe_names_never_become_paths() {
+        for bad in [
+            "/some/abs/path",
+            "../../x",
+            "a/../../b",
+            "a/./b",
+            "./a",
+            "/x",
+        ] {
+            let name = TargetName::new(bad).unwrap();
+            for consistent in [true, false] {
+                assert!(
+                    placements(Path::new("/t"), &name, &[0xab], consistent, true).is_err(),
+                    "{bad} (consistent: {consistent})"
+                );
+            }
+            assert!(super::local_relative(&name).is_err(), "{bad}");
+        }
+        let good = TargetName::new("dir/file.lz4").unwrap();
+        assert_eq!(
+            super::local_relative(&good).unwrap(),
+            Path::new("dir/file.lz4")
+        );
     }
 }
