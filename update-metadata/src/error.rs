@@ -44,6 +44,13 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A migration name that is not one plain file name.
+    #[snafu(display("Refusing to write the manifest: {reason}"))]
+    UnsafeMigrationName {
+        /// Which name, and why.
+        reason: String,
+    },
+
     /// A wave schedule file is not valid TOML of the expected shape.
     #[snafu(display("Failed to parse wave schedule {origin}"))]
     ParseWaveSchedule {

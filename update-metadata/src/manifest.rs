@@ -116,6 +116,10 @@ impl Manifest {
 
     /// The canonical serialised form: pretty JSON, two-space indent, trailing newline.
     pub fn to_json(&self) -> Result<String> {
+        for name in self.migrations.0.values().flatten() {
+            crate::migrations::check_migration_name(name)
+                .map_err(|reason| error::Error::UnsafeMigrationName { reason })?;
+        }
         let mut text = serde_json::to_string_pretty(self).context(error::SerializeManifestSnafu)?;
         text.push('\n');
         Ok(text)

@@ -203,6 +203,19 @@ impl Serialize for Migrations {
     }
 }
 
+/// A migration name must be one plain file name: hosts store each migration under its name in
+/// their migrations cache, so a name with a `/`, `.`, `..`, a NUL or nothing at all could
+/// escape that folder or clobber another file. Checked when a manifest or `Release.toml` is
+/// read and when a manifest is written.
+pub fn check_migration_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+        return Err(format!(
+            "the migration name {name:?} is not one plain file name (no '/', '\\', NUL, '.' or '..')"
+        ));
+    }
+    Ok(())
+}
+
 impl<'de> Deserialize<'de> for Migrations {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(MigrationsVisitor)
@@ -224,6 +237,9 @@ impl<'de> Visitor<'de> for MigrationsVisitor {
         while let Some(text) = access.next_key::<String>()? {
             let key = MigrationKey::parse(&text).map_err(A::Error::custom)?;
             let names: Vec<String> = access.next_value()?;
+            for name in &names {
+                check_migration_name(name).map_err(A::Error::custom)?;
+            }
             if map.contains_key(&key) {
                 return Err(A::Error::custom(format!(
                     "Duplicate version key: {key} (from '{text}')"
@@ -260,8 +276,47 @@ impl Release {
 
 #[cfg(test)]
 mod tests {
-    use super::{MigrationKey, Migrations, find_key_pattern};
+    use super::{MigrationKey, Migrations, Release, find_key_pattern};
     use semver::Version;
+
+    #[test]
+    fn migration_names_must_be_plain_file_names() {
+        for bad in [
+            "../../etc/cron.d/x",
+            "/abs",
+            "a/b",
+            "..",
+            ".",
+            "",
+            "a\\b",
+            "nul\0",
+        ] {
+            // A JSON string literal is also a TOML basic string (escapes included).
+            let quoted = serde_json::to_string(bad).unwrap();
+            let toml =
+                format!("version = \"1.1.0\"\n[migrations]\n\"(1.0.0, 1.1.0)\" = [{quoted}]\n");
+            let err = Release::from_toml(&toml, "Release.toml").unwrap_err();
+            let chain = snafu::Report::from_error(err).to_string();
+            assert!(
+                chain.contains("not one plain file name"),
+                "{bad:?}: {chain}"
+            );
+            let json = format!(
+                "{{\"updates\": [], \"migrations\": {{\"(1.0.0, 1.1.0)\": [{}]}}}}",
+                serde_json::to_string(bad).unwrap()
+            );
+            assert!(
+                crate::Manifest::from_slice(json.as_bytes(), "m").is_err(),
+                "{bad:?}"
+            );
+            let mut manifest =
+                crate::Manifest::from_slice(b"{\"updates\": [], \"migrations\": {}}", "m").unwrap();
+            manifest.migrations = migrations(&[("(1.0.0, 1.1.0)", &[bad])]);
+            assert!(manifest.to_json().is_err(), "{bad:?} was written");
+        }
+        let ok = "version = \"1.1.0\"\n[migrations]\n\"(1.0.0, 1.1.0)\" = [\"migrate_v1.1.0_thing.lz4\"]\n";
+        assert!(Release::from_toml(ok, "Release.toml").is_ok());
+    }
 
     fn v(text: &str) -> Version {
         Version::parse(text).unwrap()
