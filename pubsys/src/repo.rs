@@ -172,10 +172,8 @@ pub async fn is_published(location: &RepoLocation) -> Result<bool> {
         .context(error::BadUrlSnafu {
             url: location.metadata_url.to_string(),
         })?;
-    let found = location
-        .fetch_unverified(&url)
-        .await
-        .context(error::TuftoolSnafu)?;
+    // Only "not found" means "not published"; a 403 or any other failure is an error.
+    let found = location.probe(&url).await.context(error::TuftoolSnafu)?;
     Ok(found.is_some())
 }
 

@@ -600,3 +600,58 @@ fn validate_check_and_refresh_an_expired_repository() {
         "{report}"
     );
 }
+
+/// A server on 127.0.0.1 that answers every request with `status` and an empty body; returns
+/// its base URL.
+fn answer_everything_with(status: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    format!("http://127.0.0.1:{port}/")
+}
+
+/// A 403 for timestamp.json is a denied read, not "no repository yet": `pubsys repo` must fail
+/// and not start a version-1 repository that would lose every earlier update.
+#[test]
+fn a_forbidden_timestamp_is_an_error_not_a_new_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (root, k1, k2) = two_key_root(d);
+    let infra = d.join("Infra.toml");
+    let serve_from = |base: &str| {
+        let text = format!(
+            "[repo.default]\nmetadata_base_url = \"{base}\"\ntargets_url = \"{base}targets/\"\n"
+        );
+        std::fs::write(&infra, text).unwrap();
+    };
+    serve_from(&answer_everything_with("403 Forbidden"));
+    let out = d.join("out");
+    let mut args = vec!["--infra-config".to_owned(), s(&infra).to_owned()];
+    args.extend(repo_args(d, &root, &out, &[&k1, &k2]));
+    let stderr = pubsys_fails(&strs(&args));
+    assert!(stderr.contains("timestamp.json"), "{stderr}");
+    assert!(
+        !out.exists(),
+        "a new repository was written to {}",
+        out.display()
+    );
+    // A real "not found" still means "not published yet": a new repository.
+    serve_from(&answer_everything_with("404 Not Found"));
+    let report = pubsys_ok(&strs(&args));
+    assert_eq!(report["extended"], serde_json::Value::Null, "{report}");
+    assert!(out.join("aws-dev/x86_64/timestamp.json").exists());
+}

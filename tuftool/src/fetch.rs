@@ -19,7 +19,7 @@ use serde::Serialize;
 use snafu::{OptionExt, ResultExt, ensure};
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use tough::schema::{Signed, Target, Timestamp};
 use tough::{Repository, TargetName, Transport};
 use url::Url;

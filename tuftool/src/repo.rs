@@ -147,6 +147,15 @@ impl RepoLocation {
     pub async fn fetch_unverified(&self, url: &Url) -> Result<Option<Vec<u8>>> {
         fetch_with(self.transport.as_ref(), url).await
     }
+
+    /// Like [`RepoLocation::fetch_unverified`], but only a real "not found" (HTTP 404 or 410,
+    /// a missing file or S3 object) means `None`. tough's HTTP transport also reports 403
+    /// Forbidden as "not found" (some stores answer 403 for a missing object); when the
+    /// question is whether a repository is published, a denied read is an error: taking it
+    /// for absence would start a new repository over the published one.
+    pub async fn probe(&self, url: &Url) -> Result<Option<Vec<u8>>> {
+        fetch_policy(self.transport.as_ref(), url, false).await
+    }
 }
 
 impl RepoLocation {
@@ -204,22 +213,50 @@ pub(crate) async fn fetch_with(
     transport: Option<&AnyTransport>,
     url: &Url,
 ) -> Result<Option<Vec<u8>>> {
+    fetch_policy(transport, url, true).await
+}
+
+/// [`fetch_with`], with a choice for HTTP 403, which tough's HTTP transport reports as "not
+/// found". tough's HTTP transport sends the request when the stream is first read, so "not
+/// found" can come from the stream as well as from `fetch`.
+async fn fetch_policy(
+    transport: Option<&AnyTransport>,
+    url: &Url,
+    forbidden_is_absent: bool,
+) -> Result<Option<Vec<u8>>> {
     let fetched = match transport {
         Some(transport) => transport.fetch(url.clone()).await,
         None => tough::DefaultTransport::new().fetch(url.clone()).await,
     };
-    match fetched {
-        Ok(stream) => Ok(Some(stream.into_vec().await.context(
-            error::FetchSnafu {
-                url: url.to_string(),
-            },
-        )?)),
-        Err(e) if e.kind() == tough::TransportErrorKind::FileNotFound => Ok(None),
+    let read = match fetched {
+        Ok(stream) => stream.into_vec().await,
+        Err(e) => Err(e),
+    };
+    match read {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e)
+            if e.kind() == tough::TransportErrorKind::FileNotFound
+                && (forbidden_is_absent || http_status(&e) != Some(403)) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(error::Error::Fetch {
             url: url.to_string(),
             source: e,
         }),
     }
+}
+
+/// The HTTP status behind a transport error, if it came from an HTTP response.
+fn http_status(error: &tough::TransportError) -> Option<u16> {
+    let mut source = std::error::Error::source(error);
+    while let Some(err) = source {
+        if let Some(http) = err.downcast_ref::<reqwest::Error>() {
+            return http.status().map(|s| s.as_u16());
+        }
+        source = err.source();
+    }
+    None
 }
 
 /// Percent-encode a role name for a file name (everything but ASCII alphanumerics and
