@@ -131,6 +131,15 @@ pub enum Error {
         path: std::path::PathBuf,
     },
 
+    /// A file to compare could not be read.
+    #[snafu(display("Failed to read {} to compare it", path.display()))]
+    CompareFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
     /// Writing the output failed.
     #[snafu(display("Failed to write {}", path.display()))]
     WriteOutput {

@@ -238,7 +238,7 @@ pub fn move_into_layout(
             })?;
             let destination = targets_dir.join(entry.file_name());
             if destination.exists() {
-                let same = std::fs::read(&destination).ok() == std::fs::read(entry.path()).ok();
+                let same = same_content(&destination, &entry.path())?;
                 ensure!(same, error::TargetConflictSnafu { path: &destination });
                 continue;
             }
@@ -254,9 +254,71 @@ pub fn move_into_layout(
     Ok(moved)
 }
 
+/// Whether two files hold the same bytes: sizes first, then both streamed in 1 MiB pieces (the
+/// files can be multi-GiB disk images). A file that cannot be read is an error, never "equal".
+pub fn same_content(a: &Path, b: &Path) -> Result<bool> {
+    use std::io::Read;
+    let open = |path: &Path| {
+        let file = std::fs::File::open(path).context(error::CompareFileSnafu { path })?;
+        let len = file
+            .metadata()
+            .context(error::CompareFileSnafu { path })?
+            .len();
+        Ok::<_, error::Error>((file, len))
+    };
+    let ((mut fa, la), (mut fb, lb)) = (open(a)?, open(b)?);
+    if la != lb {
+        return Ok(false);
+    }
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = fa
+            .read(&mut ba)
+            .context(error::CompareFileSnafu { path: a })?;
+        if n == 0 {
+            // Same length, all compared; b must end too.
+            let m = fb
+                .read(&mut bb[..1])
+                .context(error::CompareFileSnafu { path: b })?;
+            return Ok(m == 0);
+        }
+        fb.read_exact(&mut bb[..n])
+            .context(error::CompareFileSnafu { path: b })?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{folder_url, key_source, signing_keys};
+    use super::{folder_url, key_source, same_content, signing_keys};
+
+    #[test]
+    fn content_comparison_streams_and_never_equates_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&a, &big).unwrap();
+        std::fs::write(&b, &big).unwrap();
+        let mut other = big.clone();
+        other[2_999_999] ^= 1;
+        std::fs::write(&c, &other).unwrap();
+        assert!(same_content(&a, &b).unwrap());
+        assert!(
+            !same_content(&a, &c).unwrap(),
+            "a difference in the last byte"
+        );
+        std::fs::write(&c, &big[..100]).unwrap();
+        assert!(!same_content(&a, &c).unwrap(), "a shorter file");
+        // Two missing files are an error, not "the same".
+        let (x, y) = (dir.path().join("missing-x"), dir.path().join("missing-y"));
+        assert!(same_content(&x, &y).is_err());
+    }
     use crate::config::infra::{RepoConfig, SigningKeyConfig};
     use tuftool::keys::KeySource;
 

@@ -349,8 +349,8 @@ pub enum KeyType {
     Rsa4096,
 }
 
-/// A freshly generated key: PKCS#8 DER plus its TUF public form.
-#[derive(Debug)]
+/// A freshly generated key: PKCS#8 DER plus its TUF public form. Its `Debug` leaves the
+/// private key out.
 pub struct GeneratedKey {
     /// Key type.
     pub key_type: KeyType,
@@ -360,6 +360,17 @@ pub struct GeneratedKey {
     pub keyid: Decoded<Hex>,
     /// Public key as it appears in metadata.
     pub public: Key,
+}
+
+impl std::fmt::Debug for GeneratedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeneratedKey")
+            .field("key_type", &self.key_type)
+            .field("pkcs8", &"<redacted>")
+            .field("keyid", &self.keyid)
+            .field("public", &self.public)
+            .finish()
+    }
 }
 
 impl GeneratedKey {
@@ -435,6 +446,19 @@ pub async fn gen_key(key_type: KeyType, dest: &KeySource) -> Result<GeneratedKey
 #[cfg(test)]
 mod tests {
     use super::{KeySource, KeyType, generate_key, parse_private_key};
+
+    #[test]
+    fn debug_never_shows_the_private_key() {
+        for key_type in [KeyType::Ed25519, KeyType::EcdsaP256] {
+            let key = generate_key(key_type).unwrap();
+            let text = format!("{key:?}");
+            assert!(text.contains("<redacted>"), "{text}");
+            assert!(!text.contains(&format!("{:?}", key.pkcs8)), "{text}");
+            let pem = key.pem();
+            let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            assert!(!text.contains(&body), "{text}");
+        }
+    }
     use std::path::PathBuf;
     use std::str::FromStr;
 

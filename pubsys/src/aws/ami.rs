@@ -54,6 +54,15 @@ pub enum BootMode {
     UefiPreferred,
 }
 
+/// The largest EBS volume, in GiB (io2 Block Express: 64 TiB).
+pub const MAX_VOLUME_GIB: u32 = 65536;
+
+/// Volume sizes are parsed into 1..=65536 GiB at the edge (EC2 takes an i32: a larger value
+/// would wrap).
+fn volume_gib() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(1..=i64::from(MAX_VOLUME_GIB))
+}
+
 impl BootMode {
     /// The boot mode an image of `arch` is registered with when none is given: x86_64 images
     /// carry our GRUB for UEFI (EFI-SYSTEM) and BIOS (MBR + BIOS-BOOT), so UEFI where the
@@ -145,12 +154,14 @@ pub struct AmiArgs {
     #[arg(long, value_enum, default_value = "gp2")]
     pub volume_type: VolumeKind,
 
-    /// OS volume size in GiB (default and minimum: the OS image size rounded up)
-    #[arg(long, value_name = "GIB")]
+    /// OS volume size in GiB, 1 to 65536 (EBS's largest volume) (default and minimum: the OS
+    /// image size rounded up)
+    #[arg(long, value_name = "GIB", value_parser = volume_gib())]
     pub os_volume_size: Option<u32>,
 
-    /// Data volume size in GiB (default and minimum: the data image size rounded up)
-    #[arg(long, value_name = "GIB")]
+    /// Data volume size in GiB, 1 to 65536 (default and minimum: the data image size rounded
+    /// up)
+    #[arg(long, value_name = "GIB", value_parser = volume_gib())]
     pub data_volume_size: Option<u32>,
 
     /// ENA networking support
@@ -548,7 +559,9 @@ async fn create_base(
                     EbsBlockDevice::builder()
                         .snapshot_id(&snapshot_id)
                         .volume_type(volume_type(args.volume_type))
-                        .volume_size(size as i32)
+                        // At most max(MAX_VOLUME_GIB, the image in GiB); an image too large
+                        // for EBS is refused by EC2 rather than wrapped here.
+                        .volume_size(i32::try_from(size).unwrap_or(i32::MAX))
                         .delete_on_termination(true)
                         .build(),
                 )
@@ -947,6 +960,25 @@ pub fn has_permission(permissions: &[LaunchPermission], permission: &LaunchPermi
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn volume_sizes_are_checked_at_the_edge() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            ami: super::AmiArgs,
+        }
+        let parse = |size: &str| {
+            Wrap::try_parse_from(["t", "-o", "os.img", "-n", "name", "--os-volume-size", size])
+                .map(|w| w.ami.os_volume_size)
+        };
+        assert_eq!(parse("4").unwrap(), Some(4));
+        assert_eq!(parse("65536").unwrap(), Some(65536));
+        for bad in ["0", "65537", "2147483648", "4294967295"] {
+            assert!(parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
     #[test]
     fn x86_64_images_boot_both_ways_and_arm64_with_uefi() {
         use super::{Arch, BootMode};
