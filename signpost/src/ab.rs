@@ -122,7 +122,15 @@ impl AbState {
             })
             .collect();
         match candidates.as_slice() {
-            [only] => Some(*only),
+            // Not when the other set was flipped to and has been booted (higher priority, no
+            // tries left, not successful): it may be running right now, not yet marked, or it
+            // may have failed and the firmware fell back; the disk alone cannot tell.
+            [only] => {
+                let (this, other) = (self.flags(*only), self.flags(only.other()));
+                let tried_upgrade =
+                    other.priority > this.priority && other.tries_left == 0 && !other.successful;
+                (!tried_upgrade).then_some(*only)
+            }
             _ => None,
         }
     }
@@ -453,6 +461,22 @@ mod tests {
         assert_eq!(state(staged, good).infer_active(), Some(SetId::B));
         assert_eq!(state(good, flags(2, 0, true)).infer_active(), None);
         assert_eq!(state(staged, staged).infer_active(), None);
+        // Right after a flip was booted (B 2/0/0): B may be running unmarked, or A may be
+        // running after a fallback. Guessing A would make B, perhaps the running set, the
+        // "inactive" one that an update overwrites.
+        let tried = flags(2, 0, false);
+        assert_eq!(state(good, tried).infer_active(), None);
+        assert_eq!(state(tried, good).infer_active(), None);
+        // Staged but not booted yet (a try left): the successful set is still running.
+        assert_eq!(
+            state(good, flags(2, 1, false)).infer_active(),
+            Some(SetId::A)
+        );
+        // A lower-priority set that was tried long ago does not make it ambiguous.
+        assert_eq!(
+            state(flags(2, 0, true), flags(1, 0, false)).infer_active(),
+            Some(SetId::A)
+        );
     }
 
     /// The lifecycle table of `reference/signpost.md` §4.1, step by step.

@@ -192,10 +192,13 @@ impl State {
             Some(set) => Ok(set),
             None => ActiveSetUnknownSnafu {
                 path: self.disk.path(),
-                reason: if self.ab.a.successful && self.ab.b.successful {
-                    "both sets are marked successful"
-                } else {
-                    "no set is marked successful"
+                reason: match (self.ab.a.successful, self.ab.b.successful) {
+                    (true, true) => "both sets are marked successful",
+                    (false, false) => "no set is marked successful",
+                    _ => {
+                        "the other set was flipped to and booted but never marked successful: \
+                         it may be the one running"
+                    }
                 },
             }
             .fail(),

@@ -77,11 +77,25 @@ struct PartitionWriter {
 
 impl PartitionWriter {
     fn open(target: &PartitionTarget) -> io::Result<PartitionWriter> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = OpenOptions::new().write(true).open(&target.path)?;
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        // A block device is opened exclusively (O_EXCL): the kernel refuses (EBUSY) one that is
+        // mounted or held, e.g. by the running root's dm-verity, so a wrong guess of the
+        // inactive set can never overwrite the running one.
+        let exclusive = std::fs::metadata(&target.path)?
+            .file_type()
+            .is_block_device();
+        let excl = if exclusive {
+            rustix::fs::OFlags::EXCL.bits().cast_signed()
+        } else {
+            0
+        };
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(excl)
+            .open(&target.path)?;
         let direct = OpenOptions::new()
             .write(true)
-            .custom_flags(rustix::fs::OFlags::DIRECT.bits().cast_signed())
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits().cast_signed() | excl)
             .open(&target.path)
             .ok();
         Ok(PartitionWriter {
@@ -553,6 +567,46 @@ mod tests {
             writer.written_direct,
             direct_supported,
         )
+    }
+
+    /// Needs root and a free loop device (CI runs it: `scripts/test`): a mounted partition is
+    /// refused, the same device unmounted is written.
+    #[test]
+    #[ignore = "needs root and loop devices; run by scripts/test"]
+    fn a_block_device_in_use_is_refused() {
+        use std::process::Command;
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("part.img");
+        std::fs::write(&image, vec![0u8; 16 << 20]).unwrap();
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&image)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "losetup: {out:?}");
+        let loop_dev = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let detach = || Command::new("losetup").args(["-d", &loop_dev]).status();
+        let mount_point = dir.path().join("mnt");
+        std::fs::create_dir(&mount_point).unwrap();
+        let run = |cmd: &mut Command| assert!(cmd.status().unwrap().success(), "{cmd:?}");
+        run(Command::new("mkfs.ext4").args(["-q", &loop_dev]));
+        run(Command::new("mount").arg(&loop_dev).arg(&mount_point));
+        let target = PartitionTarget {
+            number: 9,
+            path: loop_dev.clone().into(),
+            offset: 0,
+            capacity: 16 << 20,
+        };
+        let in_use = PartitionWriter::open(&target).err();
+        run(Command::new("umount").arg(&mount_point));
+        let free = PartitionWriter::open(&target).map(|_| ());
+        let _ = detach();
+        assert_eq!(
+            in_use.map(|e| e.raw_os_error()),
+            Some(Some(rustix::io::Errno::BUSY.raw_os_error())),
+            "opening mounted {loop_dev} for writing must fail with EBUSY"
+        );
+        free.unwrap();
     }
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
