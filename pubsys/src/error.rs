@@ -101,6 +101,20 @@ pub enum Error {
         repo: String,
     },
 
+    /// An artifact differs from what the build report recorded.
+    #[snafu(display(
+        "{} does not match the build report (expected {expected}, found {actual}): refusing to sign it",
+        path.display()
+    ))]
+    ArtifactMismatch {
+        /// The artifact.
+        path: std::path::PathBuf,
+        /// Size and hash in the report.
+        expected: String,
+        /// Size and hash on disk.
+        actual: String,
+    },
+
     /// Something needed to describe the release is missing.
     #[snafu(display("Missing {what}: give it as a flag or through --build-report"))]
     MissingReleaseInput {

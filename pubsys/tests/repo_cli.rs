@@ -655,3 +655,59 @@ fn a_forbidden_timestamp_is_an_error_not_a_new_repository() {
     assert_eq!(report["extended"], serde_json::Value::Null, "{report}");
     assert!(out.join("aws-dev/x86_64/timestamp.json").exists());
 }
+
+/// An artifact changed since the build (one byte) is refused before anything is signed; the
+/// untouched build signs.
+#[test]
+fn artifacts_are_checked_against_the_build_report_before_signing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (root, k1, k2) = two_key_root(d);
+    let report = build(d, "1.0.0");
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "repo",
+            "--build-report",
+            s(&report),
+            "--wave-policy-path",
+            s(&workspace().join("waves/default-waves.toml")),
+            "--repo-expiration-policy-path",
+            s(&workspace().join("pubsys/tests/data/repo-expiration-2w-2w-1w.toml")),
+            "--root-role-path",
+            s(&root),
+            "--signing-key",
+            s(&k1),
+            "--signing-key",
+            s(&k2),
+            "--outdir",
+            s(out),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let root_artifact = json["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "root")
+        .unwrap()["file_name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let artifact = report.parent().unwrap().join(root_artifact);
+    let original = std::fs::read(&artifact).unwrap();
+    let mut changed = original.clone();
+    let middle = changed.len() / 2;
+    changed[middle] ^= 0x01;
+    std::fs::write(&artifact, &changed).unwrap();
+    let out = d.join("out-changed");
+    let stderr = pubsys_fails(&strs(&args(&out)));
+    assert!(
+        stderr.contains("does not match the build report"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "something was signed into {}", out.display());
+    std::fs::write(&artifact, &original).unwrap();
+    pubsys_ok(&strs(&args(&d.join("out-intact"))));
+}

@@ -195,6 +195,12 @@ struct BuildReportView {
 struct ArtifactView {
     kind: String,
     file_name: String,
+    /// Size in bytes, as built (older reports may lack it).
+    #[serde(default)]
+    size: Option<u64>,
+    /// SHA-256 in hex, as built (older reports may lack it).
+    #[serde(default)]
+    sha256: Option<String>,
 }
 
 impl BuildReportView {
@@ -211,6 +217,34 @@ impl BuildReportView {
             .iter()
             .find(|a| a.kind == kind)
             .map(|a| folder.join(&a.file_name))
+    }
+
+    /// Check the artifact of `kind` at `path` against the size and SHA-256 the build recorded,
+    /// before anything is signed: a file changed or truncated since the build is refused.
+    fn verify(&self, path: &Path, kind: &str) -> Result<()> {
+        let Some(expected) = self.artifacts.iter().find(|a| a.kind == kind) else {
+            return Ok(());
+        };
+        let (size, digest) = tuftool::targets::hash_file(path).context(error::TuftoolSnafu)?;
+        let digest = hex::encode(digest);
+        let size_ok = expected.size.is_none_or(|s| s == size);
+        let hash_ok = expected
+            .sha256
+            .as_deref()
+            .is_none_or(|h| h.eq_ignore_ascii_case(&digest));
+        ensure!(
+            size_ok && hash_ok,
+            error::ArtifactMismatchSnafu {
+                path,
+                expected: format!(
+                    "{} bytes, sha256 {}",
+                    expected.size.map_or("?".to_owned(), |s| s.to_string()),
+                    expected.sha256.as_deref().unwrap_or("?")
+                ),
+                actual: format!("{size} bytes, sha256 {digest}"),
+            }
+        );
+        Ok(())
     }
 }
 
@@ -237,6 +271,18 @@ fn inputs(args: &RepoArgs) -> Result<Inputs> {
             .map_err(|_| missing("a valid version in the build report"))?,
         (None, None) => return Err(missing("--version")),
     };
+    // Artifacts taken from the report are checked against it before anything is signed.
+    if let Some((r, folder)) = &report {
+        for (kind, flag) in [
+            ("boot", &args.boot_image),
+            ("root", &args.root_image),
+            ("hash", &args.hash_image),
+        ] {
+            if let (None, Some(path)) = (flag, r.artifact(folder, kind)) {
+                r.verify(&path, kind)?;
+            }
+        }
+    }
     let variant = args
         .variant
         .clone()
