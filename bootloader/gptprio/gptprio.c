@@ -521,6 +521,7 @@ cmd_find_label (grub_extcmd_context_t ctxt, int argc, char **args)
 	if (name_is (entry (&gpt, i) + E_NAME, args[0]))
 	  {
 	    grub_errno = GRUB_ERR_NONE;
+	    grub_printf ("gptprio: found %s at %s,gpt%u\n", args[0], gpt.disk->name, i + 1);
 	    err = set_device (state[0].arg, &gpt, i);
 	    break;
 	  }

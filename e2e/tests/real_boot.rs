@@ -137,6 +137,11 @@ impl Host<'_> {
         let what = format!("boot {} (expecting {version} from set {set})", self.boots);
         let line = self.vm.expect("gptprio: chose", first, &what);
         assert_eq!(chosen_set(&line), set, "{what}: {line}\n{}", self.vm.tail());
+        // The embedded config then finds PRIVATE by its GPT name (for ($private)/bootconfig.data).
+        let private = self
+            .vm
+            .expect("gptprio: found BOTTLEROCKET-PRIVATE", BOOT, &what);
+        assert!(private.ends_with(" at hd0,gpt12"), "{what}: {private}");
         self.vm.expect("HOST: ready", BOOT, &what);
         let lines = self.vm.since_mark().to_vec();
         let find = |prefix: &str| -> String {

@@ -52,20 +52,17 @@ impl std::str::FromStr for BootloaderChoice {
 
     /// A command-line value: `none` or a folder.
     fn from_str(text: &str) -> std::result::Result<BootloaderChoice, Self::Err> {
-        Ok(if text == "none" {
-            BootloaderChoice::None
-        } else {
-            BootloaderChoice::Grub(PathBuf::from(text))
-        })
+        Ok(BootloaderChoice::parse(text))
     }
 }
 
 impl BootloaderChoice {
     /// Parse a command-line value: `none` or a folder.
     pub fn parse(text: &str) -> BootloaderChoice {
-        match text.parse() {
-            Ok(choice) => choice,
-            Err(never) => match never {},
+        if text == "none" {
+            BootloaderChoice::None
+        } else {
+            BootloaderChoice::Grub(PathBuf::from(text))
         }
     }
 
@@ -255,8 +252,15 @@ pub fn efi_partition(
 /// disk signature and partition table) and the core image at the start of `bios_boot`, with
 /// its blocklist pointing at the sectors after its first.
 pub fn install_bios(disk: &Path, bios_boot: &Partition, images: &BiosImages) -> Result<()> {
-    let first = bios_boot.first_sector();
-    let (mbr, core) = bios_sectors(&read_sector0(disk)?, images, first)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(disk)
+        .context(error::WriteFileSnafu { path: disk })?;
+    let mut existing = [0u8; SECTOR];
+    file.read_exact_at(&mut existing, 0)
+        .context(error::ReadFileSnafu { path: disk })?;
+    let (mbr, core) = bios_sectors(&existing, images, bios_boot.first_sector())?;
     ensure!(
         core.len() as u64 <= bios_boot.size_bytes(),
         error::TooBigSnafu {
@@ -266,23 +270,11 @@ pub fn install_bios(disk: &Path, bios_boot: &Partition, images: &BiosImages) -> 
             available: bios_boot.size_bytes(),
         }
     );
-    let file = OpenOptions::new()
-        .write(true)
-        .open(disk)
-        .context(error::WriteFileSnafu { path: disk })?;
     file.write_all_at(&core, bios_boot.offset_bytes())
         .context(error::WriteFileSnafu { path: disk })?;
     file.write_all_at(&mbr, 0)
         .context(error::WriteFileSnafu { path: disk })?;
     Ok(())
-}
-
-fn read_sector0(disk: &Path) -> Result<[u8; SECTOR]> {
-    let file = fs::File::open(disk).context(error::ReadFileSnafu { path: disk })?;
-    let mut sector = [0u8; SECTOR];
-    file.read_exact_at(&mut sector, 0)
-        .context(error::ReadFileSnafu { path: disk })?;
-    Ok(sector)
 }
 
 /// The patched MBR and core image for a core image that starts at LBA `first` (pure).

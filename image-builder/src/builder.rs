@@ -163,6 +163,12 @@ impl<'a> Builder<'a> {
         )?;
         let data_a_part = partition(self.layout.shared(PartitionRole::Data), PartitionRole::Data)?;
 
+        // The bootloader first: a missing or unusable GRUB build fails before any filesystem
+        // is made.
+        let grub = match &s.bootloader {
+            BootloaderChoice::None => None,
+            BootloaderChoice::Grub(dir) => Some(GrubImages::load(dir, s.arch)?),
+        };
         let boot_source = s
             .boot_dir
             .clone()
@@ -210,10 +216,6 @@ impl<'a> Builder<'a> {
         let boot = self.boot_fs(boot_part, &boot_source, &grub_cfg)?;
         let private = self.private_fs(private_part)?;
         let data_a = self.data_fs(data_a_part, "data-a")?;
-        let grub = match &s.bootloader {
-            BootloaderChoice::None => None,
-            BootloaderChoice::Grub(dir) => Some(GrubImages::load(dir, s.arch)?),
-        };
         let efi = match &grub {
             Some(images) => {
                 let part = partition(

@@ -155,15 +155,16 @@ pub async fn download(
     let targets_url = location.targets_url.clone().context(error::LocationSnafu {
         text: "targets URL",
     })?;
-    let selected = select_targets(&repo, names)?;
-    for (name, _) in &selected {
-        local_relative(name)?;
-    }
+    // Every name becomes a path (or is refused) before anything is written.
+    let selected = select_targets(&repo, names)?
+        .into_iter()
+        .map(|(name, target)| Ok((local_relative(&name)?, name, target)))
+        .collect::<Result<Vec<_>>>()?;
     let staging = fsutil::staging_dir_for(outdir)?;
     let consistent = repo.root().signed.consistent_snapshot;
     let mut fetched = Vec::new();
-    for (name, target) in &selected {
-        let dest = staging.path().join(local_relative(name)?);
+    for (relative, name, target) in &selected {
+        let dest = staging.path().join(relative);
         fetch_target(&targets_url, name, target, consistent, &dest).await?;
         fetched.push(name.raw().to_owned());
     }
@@ -202,12 +203,17 @@ pub async fn clone_repo(
         fsutil::ensure_absent(t)?;
     }
     let repo = repo::load_repo(location).await?;
-    if targets_dir.is_some() {
-        // Every name is checked before anything is fetched or written.
-        for (name, _) in select_targets(&repo, names)? {
-            local_relative(&name)?;
+    // The targets to clone, every name checked before anything is fetched or written.
+    let selected = match targets_dir {
+        Some(_) => {
+            let selected = select_targets(&repo, names)?;
+            for (name, _) in &selected {
+                local_relative(name)?;
+            }
+            selected
         }
-    }
+        None => Vec::new(),
+    };
     let tree = Tree::from_repo(&repo, location);
     let consistent = tree.consistent();
     let mut files =
@@ -277,7 +283,7 @@ pub async fn clone_repo(
                 text: "targets URL",
             })?;
             let staging_t = fsutil::staging_dir_for(dir)?;
-            for (name, target) in select_targets(&repo, names)? {
+            for (name, target) in selected {
                 let spots = placements(
                     staging_t.path(),
                     &name,

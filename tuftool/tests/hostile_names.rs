@@ -92,7 +92,15 @@ fn clone_and_download_refuse_absolute_and_climbing_names_and_write_nothing() {
         let out = t.join(format!("clone-{label}"));
         let metadata_url = url::Url::from_directory_path(repo.join("metadata")).unwrap();
         let targets_url = url::Url::from_directory_path(repo.join("targets")).unwrap();
-        let stderr = fails(&[
+        let refused = |args: &[&str]| {
+            let stderr = fails(args);
+            assert!(
+                stderr.contains("refusing the target name"),
+                "{label} {}: {stderr}",
+                args[0]
+            );
+        };
+        refused(&[
             "clone",
             "-r",
             s(&keys.root),
@@ -105,11 +113,7 @@ fn clone_and_download_refuse_absolute_and_climbing_names_and_write_nothing() {
             "-t",
             targets_url.as_str(),
         ]);
-        assert!(
-            stderr.contains("refusing the target name"),
-            "{label}: {stderr}"
-        );
-        let stderr = fails(&[
+        refused(&[
             "download",
             "-r",
             s(&keys.root),
@@ -119,10 +123,6 @@ fn clone_and_download_refuse_absolute_and_climbing_names_and_write_nothing() {
             targets_url.as_str(),
             s(&out.join("download")),
         ]);
-        assert!(
-            stderr.contains("refusing the target name"),
-            "{label}: {stderr}"
-        );
         assert!(!outside.exists(), "{label}: wrote {}", outside.display());
         assert!(!out.exists(), "{label}: left {}", out.display());
         assert_eq!(files_below(t).len(), before, "{label}: files appeared");

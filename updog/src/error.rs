@@ -183,12 +183,6 @@ pub enum Error {
         #[snafu(source(from(update_metadata::Error, Box::new)))]
         source: Box<update_metadata::Error>,
     },
-    /// A migration name that is not one plain file name (it could escape the migrations cache).
-    #[snafu(display("refusing to cache a migration: {reason}"))]
-    UnsafeMigrationName {
-        /// Which name, and why.
-        reason: String,
-    },
     /// No migration path between the versions.
     #[snafu(display("Failed to find the migrations from {from} to {to}"))]
     MigrationPath {

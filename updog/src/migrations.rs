@@ -81,12 +81,6 @@ pub async fn cache(
     for dir in [migrations_dir, metadata_dir] {
         std::fs::create_dir_all(dir).context(error::CreateDirSnafu { path: dir })?;
     }
-    // Every name is checked before anything is downloaded (the manifest's parser refuses such
-    // names too; this is where they become paths).
-    for name in names {
-        update_metadata::migrations::check_migration_name(name)
-            .map_err(|reason| error::Error::UnsafeMigrationName { reason })?;
-    }
     let consistent = repo.root().signed.consistent_snapshot;
     let mut keep = BTreeSet::new();
     let mut downloaded = 0;
