@@ -351,14 +351,14 @@ impl<'a> Builder<'a> {
                 // (a deleted inode keeps its times), then empty /boot (it moved to BOOT), then
                 // fix /boot itself again. The freed blocks are zeroed by `discard_free`.
                 let epoch = s.source_date_epoch;
-                let mut commands = ext4::fixup_commands(&entries, epoch, false)?;
-                commands.push_str(&ext4::removal_commands(&entries, "boot")?);
+                let mut commands = ext4::fixup_commands(&entries, epoch, false);
+                commands.extend(ext4::removal_commands(&entries, Path::new("boot")));
                 let boot_dir: Vec<Entry> = entries
                     .iter()
-                    .filter(|e| e.path == "boot")
+                    .filter(|e| e.path == Path::new("boot"))
                     .cloned()
                     .collect();
-                commands.push_str(&ext4::fixup_commands(&boot_dir, epoch, false)?);
+                commands.extend(ext4::fixup_commands(&boot_dir, epoch, false));
                 ext4::debugfs(&self.env, &path, &commands, self.work)?;
                 ext4::discard_free(&self.env, &path)?;
                 ext4::shrink(&self.env, &path)?;
@@ -424,7 +424,7 @@ impl<'a> Builder<'a> {
             needed,
         })?;
         let path = self.work.join("boot.img");
-        let commands = ext4::fixup_commands(&entries, self.settings.source_date_epoch, true)?;
+        let commands = ext4::fixup_commands(&entries, self.settings.source_date_epoch, true);
         ext4::debugfs(&self.env, &path, &commands, self.work)?;
         let size_bytes = ext4::shrink(&self.env, &path)?;
         Ok(Made {
@@ -493,7 +493,7 @@ impl<'a> Builder<'a> {
             needed: tree::estimate_bytes(&entries, 4096),
         })?;
         let path = self.work.join(format!("{label}.img"));
-        let commands = ext4::fixup_commands(&entries, self.settings.source_date_epoch, true)?;
+        let commands = ext4::fixup_commands(&entries, self.settings.source_date_epoch, true);
         ext4::debugfs(&self.env, &path, &commands, self.work)?;
         Ok(path)
     }

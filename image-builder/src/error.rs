@@ -82,22 +82,6 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A path of the input tree is not UTF-8.
-    #[snafu(display("{} is not a UTF-8 path", path.display()))]
-    NonUtf8Path {
-        /// The path.
-        path: PathBuf,
-    },
-
-    /// A path cannot be passed to debugfs.
-    #[snafu(display(
-        "the tree path {path:?} contains a quote, backslash or newline, which debugfs cannot take"
-    ))]
-    UnsupportedPath {
-        /// The path.
-        path: String,
-    },
-
     /// The boot tree holds something that is not a file, directory or symlink.
     #[snafu(display("{} is not a regular file, directory or symlink", path.display()))]
     UnsupportedFile {

@@ -4,8 +4,9 @@ use crate::error::{self, Result};
 use crate::tools::{self, ToolEnv};
 use crate::tree::Entry;
 use snafu::{ResultExt, ensure};
-use std::fmt::Write as _;
-use std::fs::File;
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -94,60 +95,130 @@ pub fn mkfs(env: &ToolEnv, spec: &Mkfs<'_>) -> Result<std::result::Result<(), St
     }
 }
 
-/// Quote `path` (relative to the filesystem root) for a debugfs command line.
-fn quote(path: &str) -> Result<String> {
-    ensure!(
-        !path.contains(['"', '\n', '\\']),
-        error::UnsupportedPathSnafu { path }
-    );
-    Ok(format!("\"/{path}\""))
+/// A batch of debugfs commands, in order. debugfs reads a command file line by line, so a
+/// command whose path holds a newline cannot be one of its lines: such a command runs on its
+/// own with `-R` (its argument is one string), between the file batches before and after it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Script {
+    commands: Vec<Vec<u8>>,
+}
+
+impl Script {
+    /// Append `verb` applied to `path` (relative to the filesystem root), then `rest`.
+    fn push(&mut self, verb: &str, path: &Path, rest: &str) {
+        let mut command = Vec::with_capacity(verb.len() + path.as_os_str().len() + rest.len() + 5);
+        command.extend_from_slice(verb.as_bytes());
+        command.push(b' ');
+        command.extend_from_slice(&quote(path));
+        command.extend_from_slice(rest.as_bytes());
+        self.commands.push(command);
+    }
+
+    /// Append every command of `other`.
+    pub fn extend(&mut self, other: Script) {
+        self.commands.extend(other.commands);
+    }
+
+    /// Whether there is nothing to run.
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+
+    /// The commands, one per line (a command holding a newline spans lines).
+    #[cfg(test)]
+    fn text(&self) -> String {
+        let mut text = String::new();
+        for command in &self.commands {
+            text.push_str(&String::from_utf8_lossy(command));
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// Quote `path` (relative to the filesystem root) as one debugfs argument. debugfs's parser
+/// (libss) takes everything between double quotes literally, bytes that are not UTF-8
+/// included, and reads `""` inside quotes as one quote.
+fn quote(path: &Path) -> Vec<u8> {
+    let bytes = path.as_os_str().as_bytes();
+    let mut quoted = Vec::with_capacity(bytes.len() + 4);
+    quoted.extend_from_slice(b"\"/");
+    for &byte in bytes {
+        if byte == b'"' {
+            quoted.push(b'"');
+        }
+        quoted.push(byte);
+    }
+    quoted.push(b'"');
+    quoted
 }
 
 /// The debugfs commands that give every inode of `entries` (plus the root directory and
 /// `lost+found`) fixed times, and optionally root ownership.
-pub fn fixup_commands(entries: &[Entry], epoch: Option<i64>, root_owned: bool) -> Result<String> {
-    let mut commands = String::new();
-    let paths = ["", "lost+found"]
+pub fn fixup_commands(entries: &[Entry], epoch: Option<i64>, root_owned: bool) -> Script {
+    let mut script = Script::default();
+    let paths = [Path::new(""), Path::new("lost+found")]
         .into_iter()
-        .chain(entries.iter().map(|e| e.path.as_str()));
+        .chain(entries.iter().map(|e| e.path.as_path()));
     for path in paths {
-        let quoted = quote(path)?;
         if let Some(epoch) = epoch {
             for field in ["atime", "ctime", "mtime", "crtime"] {
-                // Writing to a String cannot fail.
-                let _ = writeln!(commands, "set_inode_field {quoted} {field} @{epoch}");
+                script.push("set_inode_field", path, &format!(" {field} @{epoch}"));
             }
         }
         if root_owned {
             for field in ["uid", "gid"] {
-                let _ = writeln!(commands, "set_inode_field {quoted} {field} 0");
+                script.push("set_inode_field", path, &format!(" {field} 0"));
             }
         }
     }
-    Ok(commands)
+    script
 }
 
 /// The debugfs commands that empty the directory `dir` of `entries` (children first).
-pub fn removal_commands(entries: &[Entry], dir: &str) -> Result<String> {
-    let prefix = format!("{dir}/");
-    let mut commands = String::new();
-    for entry in entries.iter().rev().filter(|e| e.path.starts_with(&prefix)) {
+pub fn removal_commands(entries: &[Entry], dir: &Path) -> Script {
+    let mut script = Script::default();
+    for entry in entries
+        .iter()
+        .rev()
+        .filter(|e| e.path.starts_with(dir) && e.path != dir)
+    {
         let verb = if entry.is_dir { "rmdir" } else { "rm" };
-        let _ = writeln!(commands, "{verb} {}", quote(&entry.path)?);
+        script.push(verb, &entry.path, "");
     }
-    Ok(commands)
+    script
 }
 
-/// Run one `debugfs -w` batch on `image`. debugfs exits 0 even when a command fails, so any
-/// error line on stderr fails the batch.
-pub fn debugfs(env: &ToolEnv, image: &Path, commands: &str, work: &Path) -> Result<()> {
-    if commands.is_empty() {
-        return Ok(());
+/// Run `script` with `debugfs -w` on `image`: runs of plain commands as `-f` files, commands
+/// holding a newline one by one with `-R`.
+pub fn debugfs(env: &ToolEnv, image: &Path, script: &Script, work: &Path) -> Result<()> {
+    let file = work.join("debugfs.cmds");
+    let mut batch: Vec<u8> = Vec::new();
+    for command in &script.commands {
+        if command.contains(&b'\n') {
+            if !batch.is_empty() {
+                fs::write(&file, &batch).context(error::WriteFileSnafu { path: &file })?;
+                run_debugfs(env, image, &[OsStr::new("-f"), file.as_os_str()])?;
+                batch.clear();
+            }
+            run_debugfs(env, image, &[OsStr::new("-R"), OsStr::from_bytes(command)])?;
+        } else {
+            batch.extend_from_slice(command);
+            batch.push(b'\n');
+        }
     }
-    let script = work.join("debugfs.cmds");
-    std::fs::write(&script, commands).context(error::WriteFileSnafu { path: &script })?;
+    if !batch.is_empty() {
+        fs::write(&file, &batch).context(error::WriteFileSnafu { path: &file })?;
+        run_debugfs(env, image, &[OsStr::new("-f"), file.as_os_str()])?;
+    }
+    Ok(())
+}
+
+/// One `debugfs -w` run. debugfs exits 0 even when a command fails, so any error line on
+/// stderr fails it.
+fn run_debugfs(env: &ToolEnv, image: &Path, args: &[&OsStr]) -> Result<()> {
     let mut command = env.command("debugfs");
-    command.arg("-w").arg("-f").arg(&script).arg(image);
+    command.arg("-w").args(args).arg(image);
     let output = tools::run("debugfs", &mut command)?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     let errors: Vec<&str> = stderr
@@ -229,6 +300,7 @@ pub fn fs_size(image: &Path) -> Result<u64> {
 mod tests {
     use super::{fixup_commands, removal_commands};
     use crate::tree::Entry;
+    use std::path::Path;
 
     fn entry(path: &str, is_dir: bool) -> Entry {
         Entry {
@@ -249,21 +321,19 @@ mod tests {
             entry("bootx", false),
         ];
         assert_eq!(
-            removal_commands(&entries, "boot").unwrap(),
+            removal_commands(&entries, Path::new("boot")).text(),
             "rm \"/boot/vmlinuz\"\nrm \"/boot/grub/x\"\nrmdir \"/boot/grub\"\n"
         );
     }
 
     #[test]
     fn fixups_cover_root_and_lost_found() {
-        let text = fixup_commands(&[entry("a b", false)], Some(7), true).unwrap();
+        let text = fixup_commands(&[entry("a b", false)], Some(7), true).text();
         assert!(text.starts_with("set_inode_field \"/\" atime @7\n"));
         assert!(text.contains("set_inode_field \"/lost+found\" crtime @7\n"));
         assert!(text.contains("set_inode_field \"/a b\" gid 0\n"));
-        assert_eq!(
-            fixup_commands(&[entry("a", false)], None, false).unwrap(),
-            ""
-        );
-        assert!(fixup_commands(&[entry("a\"b", false)], Some(1), false).is_err());
+        assert!(fixup_commands(&[entry("a", false)], None, false).is_empty());
+        let quoted = fixup_commands(&[entry("a\"b\\c", false)], None, true).text();
+        assert!(quoted.contains("set_inode_field \"/a\"\"b\\c\" uid 0\n"));
     }
 }

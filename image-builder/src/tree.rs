@@ -1,26 +1,29 @@
 //! The input trees: walking them (sorted, without following symlinks), estimating their size,
 //! staging the boot tree, and reading `os-release`.
 use crate::error::{self, Result};
-use snafu::{OptionExt, ResultExt};
+use snafu::ResultExt;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// One file, directory or other node of a tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// Path relative to the tree root, `/`-separated, without a leading slash.
-    pub path: String,
+    /// Path relative to the tree root, without a leading slash. Any name Linux allows (it need
+    /// not be UTF-8).
+    pub path: PathBuf,
     /// Whether it is a directory.
     pub is_dir: bool,
     /// Bytes allocated on the host (sparse files count only their data).
     pub allocated: u64,
 }
 
-/// Every entry under `root` (not `root` itself), sorted by path, parents before children.
+/// Every entry under `root` (not `root` itself), sorted by the bytes of the path, parents before
+/// children.
 pub fn walk(root: &Path) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
-    let mut pending = vec![(root.to_path_buf(), String::new())];
+    let mut pending = vec![(root.to_path_buf(), PathBuf::new())];
     while let Some((dir, prefix)) = pending.pop() {
         let reader = fs::read_dir(&dir).context(error::ReadTreeSnafu { path: &dir })?;
         for item in reader {
@@ -28,15 +31,7 @@ pub fn walk(root: &Path) -> Result<Vec<Entry>> {
             let full = item.path();
             let metadata =
                 fs::symlink_metadata(&full).context(error::ReadTreeSnafu { path: &full })?;
-            let name = item.file_name();
-            let name = name
-                .to_str()
-                .context(error::NonUtf8PathSnafu { path: &full })?;
-            let path = if prefix.is_empty() {
-                name.to_owned()
-            } else {
-                format!("{prefix}/{name}")
-            };
+            let path = prefix.join(item.file_name());
             if metadata.is_dir() {
                 pending.push((full, path.clone()));
             }
@@ -47,7 +42,12 @@ pub fn walk(root: &Path) -> Result<Vec<Entry>> {
             });
         }
     }
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries.sort_by(|a, b| {
+        a.path
+            .as_os_str()
+            .as_bytes()
+            .cmp(b.path.as_os_str().as_bytes())
+    });
     Ok(entries)
 }
 
@@ -167,7 +167,7 @@ mod tests {
         std::fs::set_permissions(src.join("a"), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::os::unix::fs::symlink("a", src.join("link")).unwrap();
         let entries = walk(&src).unwrap();
-        let paths: Vec<_> = entries.iter().map(|e| e.path.as_str()).collect();
+        let paths: Vec<_> = entries.iter().map(|e| e.path.to_str().unwrap()).collect();
         assert_eq!(paths, ["a", "b", "b/c", "b/c/d", "link"]);
         assert!(estimate_bytes(&entries, 4096) >= 4096 * 3);
         let dst = dir.path().join("dst");

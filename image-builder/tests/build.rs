@@ -177,6 +177,14 @@ fn sgdisk_info(disk: &Path, number: &str, needles: &[&str]) {
     }
 }
 
+/// `veritysetup verify` accepts `data` with the tree `hash` under `root_hash`.
+fn verity_ok(data: &Path, hash: &Path, root_hash: &str) {
+    tool_ok(
+        "veritysetup",
+        &["verify", path_str(data), path_str(hash), root_hash],
+    );
+}
+
 fn field<'a>(text: &'a str, key: &str) -> &'a str {
     text.lines()
         .find_map(|l| l.strip_prefix(key))
@@ -276,15 +284,7 @@ fn split_build_passes_every_oracle() {
     let hash_file = write(&scratch, "root.verity", &hash);
     let verity = &report["verity"];
     let root_hash = verity["root_hash"].as_str().unwrap();
-    tool_ok(
-        "veritysetup",
-        &[
-            "verify",
-            path_str(&root_file),
-            path_str(&hash_file),
-            root_hash,
-        ],
-    );
+    verity_ok(&root_file, &hash_file, root_hash);
     let dump = tool_ok("veritysetup", &["dump", path_str(&hash_file)]);
     assert_eq!(field(&dump, "Hash type:"), "1");
     assert_eq!(
@@ -496,15 +496,7 @@ fn unified_erofs_build() {
     );
     assert!(extracted.join("boot").is_dir() && !extracted.join("boot/vmlinuz").exists());
     let root_hash = report["verity"]["root_hash"].as_str().unwrap();
-    tool_ok(
-        "veritysetup",
-        &[
-            "verify",
-            path_str(&root_file),
-            path_str(&hash_file),
-            root_hash,
-        ],
-    );
+    verity_ok(&root_file, &hash_file, root_hash);
     let disk_file = sgdisk_verified(&scratch, "disk.img", &disk);
     drop(disk);
     sgdisk_info(
@@ -788,5 +780,198 @@ fn a_missing_or_unusable_bootloader_is_a_clear_error_and_writes_nothing() {
         fs::read_dir(&out).map(|d| d.count()).unwrap_or(0) == 0,
         "nothing left in {}",
         out.display()
+    );
+}
+
+/// What a tree holds, by path bytes relative to its root: a directory, a file's bytes or a
+/// symlink's target.
+fn tree_map(root: &Path, skip: &[&str]) -> std::collections::BTreeMap<Vec<u8>, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut map = std::collections::BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for item in fs::read_dir(&dir).unwrap() {
+            let full = item.unwrap().path();
+            let relative = full.strip_prefix(root).unwrap();
+            if skip.iter().any(|s| relative.starts_with(s)) {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&full).unwrap();
+            let what = if meta.file_type().is_symlink() {
+                format!("link {:?}", fs::read_link(&full).unwrap())
+            } else if meta.is_dir() {
+                pending.push(full.clone());
+                "dir".to_owned()
+            } else {
+                format!("file {:?}", fs::read(&full).unwrap())
+            };
+            map.insert(relative.as_os_str().as_bytes().to_vec(), what);
+        }
+    }
+    map
+}
+
+#[test]
+fn any_linux_file_name_lands_byte_for_byte_in_ext4_and_erofs() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = make_root(dir.path(), 64 * 1024);
+    // systemd's escaped unit names, quotes, spaces, a newline, bytes that are not UTF-8, and
+    // the debugfs quoting characters in every position.
+    let names: [&[u8]; 12] = [
+        b"lib/systemd/system/system-systemd\\x2dcryptsetup.slice",
+        b"etc/q\"uote",
+        b"etc/\"",
+        b"etc/\"\"",
+        b"etc/a\"\"b\"",
+        b"etc/it's here",
+        b"etc/new\nline",
+        b"etc/tab\there #not a comment",
+        b"etc/bin\xff\xfe",
+        b"etc/dir \"\\ x/inner\nfile\\",
+        b"etc/-dash\\",
+        b"boot/odd\\name\" \xff",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let path = root.join(OsStr::from_bytes(name));
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, format!("content {i}\n")).unwrap();
+    }
+    std::os::unix::fs::symlink(
+        OsStr::from_bytes(b"q\"uote\n\\"),
+        root.join(OsStr::from_bytes(b"etc/link \"\\\n")),
+    )
+    .unwrap();
+    let source_root = tree_map(&root, &["boot/"]);
+    let source_boot = tree_map(&root.join("boot"), &[]);
+
+    for (fs_kind, out) in [("ext4", "out-ext4"), ("erofs", "out-erofs")] {
+        let out = dir.path().join(out);
+        let report = build_ok(
+            &root,
+            &out,
+            &[
+                "--os-image-size-gib",
+                "1",
+                "--root-fs",
+                fs_kind,
+                "--source-date-epoch",
+                EPOCH,
+            ],
+        );
+        let scratch = dir.path().join(format!("scratch-{fs_kind}"));
+        fs::create_dir(&scratch).unwrap();
+        let (root_path, _) = artifact(&report, "root");
+        let root_file = write(&scratch, "root.fs", &decompress(&root_path, &scratch));
+        let extracted = scratch.join("root");
+        fs::create_dir(&extracted).unwrap();
+        if fs_kind == "ext4" {
+            tool_ok("e2fsck", &["-fn", path_str(&root_file)]);
+            tool_ok(
+                "debugfs",
+                &[
+                    "-R",
+                    &format!("rdump / {}", path_str(&extracted)),
+                    path_str(&root_file),
+                ],
+            );
+        } else {
+            tool_ok("fsck.erofs", &[path_str(&root_file)]);
+            tool_ok(
+                "fsck.erofs",
+                &[
+                    &format!("--extract={}", path_str(&extracted)),
+                    "--overwrite",
+                    path_str(&root_file),
+                ],
+            );
+        }
+        let mut got = tree_map(&extracted, &["lost+found", "boot/"]);
+        assert_eq!(
+            got.keys()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .collect::<Vec<_>>(),
+            source_root
+                .keys()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .collect::<Vec<_>>(),
+            "{fs_kind} root names"
+        );
+        assert!(got == source_root, "{fs_kind}: contents differ");
+        got.clear();
+
+        // BOOT (ext4 whatever the root is) holds the boot tree byte for byte, plus grub.cfg.
+        let (boot_path, _) = artifact(&report, "boot");
+        let boot_file = write(&scratch, "boot.fs", &decompress(&boot_path, &scratch));
+        tool_ok("e2fsck", &["-fn", path_str(&boot_file)]);
+        let boot_out = scratch.join("boot");
+        fs::create_dir(&boot_out).unwrap();
+        tool_ok(
+            "debugfs",
+            &[
+                "-R",
+                &format!("rdump / {}", path_str(&boot_out)),
+                path_str(&boot_file),
+            ],
+        );
+        assert!(
+            tree_map(&boot_out, &["lost+found", "grub"]) == source_boot,
+            "{fs_kind} boot"
+        );
+    }
+}
+
+#[test]
+fn a_root_of_real_debian_packages_builds_and_checks() {
+    // systemd, containerd, runc, glibc, openssl, the cloud kernel... and their dependencies,
+    // unpacked by sample-variant/make-debian-root (a few hundred MB).
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("debian-root");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample-variant/make-debian-root");
+    let made = std::process::Command::new(&script)
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "make-debian-root failed:\n{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let unit = "lib/systemd/system/system-systemd\\x2dcryptsetup.slice";
+    assert!(root.join(unit).is_file());
+    let out = dir.path().join("out");
+    let report = build_ok(&root, &out, &["--source-date-epoch", EPOCH]);
+    let scratch = dir.path().join("scratch");
+    fs::create_dir(&scratch).unwrap();
+    let (root_path, _) = artifact(&report, "root");
+    let root_file = write(&scratch, "root.ext4", &decompress(&root_path, &scratch));
+    let size = fs::metadata(&root_file).unwrap().len();
+    assert!(size > 250 * MIB, "root filesystem of {size} bytes");
+    tool_ok("e2fsck", &["-fn", path_str(&root_file)]);
+    let (hash_path, _) = artifact(&report, "hash");
+    let hash_file = write(&scratch, "root.verity", &decompress(&hash_path, &scratch));
+    let root_hash = report["verity"]["root_hash"].as_str().unwrap();
+    verity_ok(&root_file, &hash_file, root_hash);
+    let stat = tool_ok(
+        "debugfs",
+        &["-R", &format!("stat \"/{unit}\""), path_str(&root_file)],
+    );
+    assert!(stat.contains("Type: regular"), "{stat}");
+    let containerd = tool_ok(
+        "debugfs",
+        &["-R", "stat /usr/bin/containerd", path_str(&root_file)],
+    );
+    assert!(
+        containerd.contains("Type: regular") && containerd.contains("User:     0"),
+        "{containerd}"
+    );
+    // The kernel moved to BOOT.
+    let (boot_path, _) = artifact(&report, "boot");
+    let boot_file = write(&scratch, "boot.ext4", &decompress(&boot_path, &scratch));
+    let kernel = tool_ok("debugfs", &["-R", "ls -l /", path_str(&boot_file)]);
+    assert!(
+        kernel.contains("vmlinuz-") && kernel.contains("-cloud-amd64"),
+        "{kernel}"
     );
 }
