@@ -31,6 +31,11 @@ pub const DEFAULT_MIGRATIONS_CACHE: &str = "/var/lib/bottlerocket-migrations";
 pub const DEFAULT_LOCK_FILE: &str = "/run/lock/updog.lock";
 /// Default idle timeout: a transfer that receives nothing for this long is retried.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: f64 = 30.0;
+/// Default minimum average throughput (bytes per second) a transfer must keep after the grace
+/// period: at 8 KiB/s, a 500 MB image may take up to about 17 hours, a 1 KiB file 60 s.
+pub const DEFAULT_MIN_THROUGHPUT: u64 = 8192;
+/// Default grace period before the minimum throughput applies.
+pub const DEFAULT_THROUGHPUT_GRACE_SECS: f64 = 60.0;
 /// Default number of consecutive failed attempts (without a byte of progress) before giving up.
 pub const DEFAULT_MAX_RETRIES: u32 = 5;
 
@@ -79,6 +84,13 @@ pub struct UpdogConfig {
     /// Extension: consecutive failed attempts without progress before giving up.
     #[serde(default)]
     pub max_retries: Option<u32>,
+    /// Extension: the average throughput (bytes per second) every transfer must keep once
+    /// `throughput_grace_secs` have passed (0 turns the rule off).
+    #[serde(default)]
+    pub min_throughput_bytes_per_sec: Option<u64>,
+    /// Extension: seconds a transfer may take before the minimum throughput applies.
+    #[serde(default)]
+    pub throughput_grace_secs: Option<f64>,
     /// Keys this version does not know.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, toml::Value>,
@@ -95,10 +107,35 @@ pub struct NetworkSettings {
     pub idle_timeout: Duration,
     /// Consecutive failed attempts without progress before giving up.
     pub max_retries: u32,
+    /// Slow-retrieval bound: a transfer of N bytes may take at most
+    /// `grace + N / min_bytes_per_sec`, however steadily bytes arrive.
+    pub throughput: Throughput,
     /// Proxy URL for every request, if configured.
     pub https_proxy: Option<String>,
     /// Hosts that bypass the proxy.
     pub no_proxy: Vec<String>,
+}
+
+/// The minimum-throughput rule (TUF's slow-retrieval protection): after `grace`, the average
+/// rate since the transfer started must stay at or above `min_bytes_per_sec`, so a mirror that
+/// trickles one byte at a time (and so never trips the idle timeout) is dropped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throughput {
+    /// Minimum average rate; 0 turns the rule off.
+    pub min_bytes_per_sec: u64,
+    /// Time allowed before the rule applies (connection set-up, slow start).
+    pub grace: Duration,
+}
+
+impl Throughput {
+    /// How long a transfer that has received `bytes` may have run in all; `None` without a
+    /// limit.
+    pub fn budget(&self, bytes: u64) -> Option<Duration> {
+        if self.min_bytes_per_sec == 0 {
+            return None;
+        }
+        Some(self.grace + Duration::from_secs_f64(bytes as f64 / self.min_bytes_per_sec as f64))
+    }
 }
 
 /// Where updog keeps and finds things.
@@ -245,6 +282,22 @@ pub fn settings_from(config: UpdogConfig, args: &PathArgs) -> Result<Settings> {
             key: "idle_timeout_secs",
             value: idle.to_string(),
         })?;
+    let grace = config
+        .throughput_grace_secs
+        .unwrap_or(DEFAULT_THROUGHPUT_GRACE_SECS);
+    let grace = Duration::try_from_secs_f64(grace)
+        .ok()
+        .context(error::ConfigValueSnafu {
+            path,
+            key: "throughput_grace_secs",
+            value: grace.to_string(),
+        })?;
+    let throughput = Throughput {
+        min_bytes_per_sec: config
+            .min_throughput_bytes_per_sec
+            .unwrap_or(DEFAULT_MIN_THROUGHPUT),
+        grace,
+    };
     let paths = resolve_paths(args, Some(&config));
     Ok(Settings {
         metadata_base_url: url(&config.metadata_base_url, "metadata_base_url")?,
@@ -255,6 +308,7 @@ pub fn settings_from(config: UpdogConfig, args: &PathArgs) -> Result<Settings> {
         network: NetworkSettings {
             idle_timeout,
             max_retries: config.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
+            throughput,
             https_proxy: config.https_proxy.filter(|p| !p.trim().is_empty()),
             no_proxy: config.no_proxy.unwrap_or_default(),
         },

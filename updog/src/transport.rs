@@ -10,6 +10,12 @@
 //!   received byte, so the limit ([`NetworkSettings::max_retries`]) is on consecutive attempts
 //!   without progress. A server that ignores `Range` (answers 200) is read again from the start
 //!   and the bytes already delivered are skipped.
+//! * **Minimum throughput** ([`Throughput`], TUF's slow-retrieval protection). The idle
+//!   timeout alone lets a mirror that sends one byte every few seconds hold updog (and its run
+//!   lock) for ever. So a transfer that has received N bytes may have spent at most
+//!   `grace + N / min_bytes_per_sec` waiting for the server (retries and back-off included;
+//!   time spent by the reader, e.g. writing to disk, does not count); past that it fails at
+//!   once, without retrying.
 //! * 403, 404 and 410 mean "not found" (which ends tough's root-chain walk); other 4xx fail at
 //!   once.
 //! * **Query parameters** (`migrations`, `seed`, `target`, `version`, sorted by key, as the
@@ -17,7 +23,7 @@
 //! * **Proxy:** `https_proxy` from the configuration is used for every request, except hosts
 //!   in `no_proxy`; without it reqwest honours `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the
 //!   environment.
-use crate::config::NetworkSettings;
+use crate::config::{NetworkSettings, Throughput};
 use crate::error::{self, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -27,7 +33,7 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tough::{FilesystemTransport, Transport, TransportError, TransportErrorKind, TransportStream};
 use url::Url;
 
@@ -108,6 +114,8 @@ impl Transport for UpdogTransport {
                     url: self.with_params(&url),
                     idle: self.settings.idle_timeout,
                     max_retries: self.settings.max_retries,
+                    throughput: self.settings.throughput,
+                    waited: Duration::ZERO,
                     offset: 0,
                     discard: 0,
                     total: None,
@@ -147,6 +155,9 @@ struct Download {
     url: Url,
     idle: Duration,
     max_retries: u32,
+    throughput: Throughput,
+    /// Time spent waiting for the server (requests, body chunks, back-off) so far.
+    waited: Duration,
     /// Bytes delivered so far.
     offset: u64,
     /// Bytes of the current response to skip (a server that ignored `Range`).
@@ -166,6 +177,38 @@ fn backoff(failures: u32) -> Duration {
 impl Download {
     fn error(&self, kind: TransportErrorKind, message: String) -> TransportError {
         TransportError::new_with_cause(kind, self.url.as_str(), message)
+    }
+
+    /// How long the next wait for the server may last, and whether that limit is the
+    /// throughput budget (rather than the idle timeout).
+    fn next_wait(&self) -> (Duration, bool) {
+        match self.throughput.budget(self.offset) {
+            Some(budget) => {
+                let left = budget.saturating_sub(self.waited);
+                if left < self.idle {
+                    (left, true)
+                } else {
+                    (self.idle, false)
+                }
+            }
+            None => (self.idle, false),
+        }
+    }
+
+    /// The error for a transfer slower than the minimum throughput.
+    fn too_slow(&self) -> TransportError {
+        self.error(
+            TransportErrorKind::Other,
+            format!(
+                "too slow: {} bytes in {:.1} s of waiting for the server, below the minimum \
+                 throughput of {} bytes/s after a {} s grace period \
+                 (min_throughput_bytes_per_sec, throughput_grace_secs)",
+                self.offset,
+                self.waited.as_secs_f64(),
+                self.throughput.min_bytes_per_sec,
+                self.throughput.grace.as_secs_f64()
+            ),
+        )
     }
 
     /// Count a failed attempt; give up once too many failed in a row.
@@ -190,6 +233,7 @@ impl Download {
             "transfer failed, retrying: {why}"
         );
         tokio::time::sleep(delay).await;
+        self.waited += delay;
         Ok(())
     }
 
@@ -200,8 +244,10 @@ impl Download {
             if self.offset > 0 {
                 request = request.header(reqwest::header::RANGE, format!("bytes={}-", self.offset));
             }
-            let response = match tokio::time::timeout(self.idle, request.send()).await {
-                Err(_) => {
+            let (limit, budget) = self.next_wait();
+            let response = match timed(limit, budget, request.send(), &mut self.waited).await {
+                Err(true) => return Err(self.too_slow()),
+                Err(false) => {
                     let why = format!(
                         "no response for {} s (idle timeout)",
                         self.idle.as_secs_f64()
@@ -266,12 +312,14 @@ impl Download {
     /// The next chunk of the file, reconnecting as needed; `None` at the end.
     async fn next_chunk(&mut self) -> std::result::Result<Option<Bytes>, TransportError> {
         loop {
+            let (limit, budget) = self.next_wait();
             let Some(response) = self.response.as_mut() else {
                 self.open().await?;
                 continue;
             };
-            match tokio::time::timeout(self.idle, response.chunk()).await {
-                Err(_) => {
+            match timed(limit, budget, response.chunk(), &mut self.waited).await {
+                Err(true) => return Err(self.too_slow()),
+                Err(false) => {
                     let why = format!("no data for {} s (idle timeout)", self.idle.as_secs_f64());
                     self.failed(why).await?;
                 }
@@ -324,6 +372,20 @@ impl Download {
             }
         }
     }
+}
+
+/// Wait for `future` at most `limit`, adding the time waited to `waited`. On timeout the
+/// error is `budget`: whether the limit was the throughput budget (else the idle timeout).
+async fn timed<F: std::future::Future>(
+    limit: Duration,
+    budget: bool,
+    future: F,
+    waited: &mut Duration,
+) -> std::result::Result<F::Output, bool> {
+    let started = Instant::now();
+    let result = tokio::time::timeout(limit, future).await;
+    *waited += started.elapsed();
+    result.map_err(|_| budget)
 }
 
 /// `Content-Range: bytes START-END/TOTAL` → (START, TOTAL).

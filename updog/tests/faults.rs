@@ -111,6 +111,43 @@ fn stalled_server_hits_the_idle_timeout() {
 }
 
 #[test]
+fn a_trickling_mirror_is_dropped_by_the_minimum_throughput() {
+    let release = Release::new("1.1.0", 31);
+    let scenario = Scenario::with_options(&release, past(), false);
+    // One byte every 0.3 s never trips the 2 s idle timeout; without a throughput rule the
+    // update would run for days (the watchdog below would then fail the test).
+    scenario.write_config(
+        1500,
+        "idle_timeout_secs = 2\nmin_throughput_bytes_per_sec = 20000\nthroughput_grace_secs = 1\n",
+    );
+    let [_, boot, _] = release.names();
+    scenario.server.fault(
+        &boot,
+        Fault::Trickle {
+            bytes: 50_000,
+            every: std::time::Duration::from_millis(300),
+        },
+    );
+    let started = std::time::Instant::now();
+    let out = scenario
+        .updog()
+        .arg("update")
+        .timeout(std::time::Duration::from_secs(90))
+        .assert()
+        .code(1);
+    let text = stderr(&out);
+    assert!(text.contains("too slow"), "{text}");
+    assert!(text.contains("min_throughput_bytes_per_sec"), "{text}");
+    assert!(text.contains("boot image"), "{text}");
+    assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+    assert_still_boots_a(&scenario);
+
+    scenario.server.clear_faults();
+    scenario.updog().arg("update").assert().code(0);
+    scenario.assert_set_b_holds(&release);
+}
+
+#[test]
 fn declared_oversize_image_is_refused_before_any_write() {
     let mut release = Release::new("1.1.0", 27);
     // HASH-B is 5 MiB.

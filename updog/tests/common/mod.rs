@@ -35,6 +35,9 @@ pub enum Fault {
     /// Send the file up to this absolute offset, then nothing for a long time (a resumed
     /// request starting at or after it gets nothing at all).
     StallAfter { bytes: u64 },
+    /// Send the file up to this absolute offset, then one byte every `every` (never idle long
+    /// enough for an idle timeout).
+    Trickle { bytes: u64, every: Duration },
 }
 
 #[derive(Default)]
@@ -214,6 +217,16 @@ fn serve(stream: TcpStream, state: &Mutex<ServerState>) -> std::io::Result<()> {
                 stream.write_all(&body[..n])?;
                 stream.flush()?;
                 std::thread::sleep(Duration::from_secs(60));
+                return Ok(());
+            }
+            Some(Fault::Trickle { bytes, every }) => {
+                let n = (bytes.saturating_sub(start.unwrap_or(0)) as usize).min(body.len());
+                stream.write_all(&body[..n])?;
+                for byte in &body[n..] {
+                    stream.flush()?;
+                    std::thread::sleep(every);
+                    stream.write_all(std::slice::from_ref(byte))?;
+                }
                 return Ok(());
             }
             None => stream.write_all(body)?,
