@@ -8,6 +8,9 @@
 //! * [`proxy::Proxy`]: a loopback proxy in front of moto that adds headers (the account),
 //!   records every request (service, operation, body) so tests can assert on what was
 //!   *sent* where moto only echoes, and injects faults (throttling, 5xx, delays, resets).
+//! * [`tls`]: a test CA ([`tls::TestCa`]), an HTTPS static server ([`tls::HttpsServer`]) and
+//!   tinyproxy as a real forward proxy ([`tls::ForwardProxy`]) for HTTPS and `HTTPS_PROXY`
+//!   tests.
 //! * [`aws_env`]: the environment a CLI under test needs to reach a loopback endpoint with
 //!   static test credentials and no developer profile.
 #![deny(missing_docs)]
@@ -17,6 +20,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod proxy;
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
