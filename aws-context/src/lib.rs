@@ -291,6 +291,16 @@ impl AwsContext {
         Ok(aws_sdk_ebs::Client::from_conf(builder.build()))
     }
 
+    /// A KMS client for `region` (signing with keys kept in KMS).
+    pub async fn kms(&self, region: &str) -> Result<aws_sdk_kms::Client> {
+        let config = self.sdk_config(region).await?;
+        let mut builder = aws_sdk_kms::config::Builder::from(&config);
+        if let Some(interceptor) = self.interceptor() {
+            builder = builder.interceptor(interceptor);
+        }
+        Ok(aws_sdk_kms::Client::from_conf(builder.build()))
+    }
+
     /// An SSM client for `region`.
     pub async fn ssm(&self, region: &str) -> Result<aws_sdk_ssm::Client> {
         let config = self.sdk_config(region).await?;

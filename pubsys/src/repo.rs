@@ -10,7 +10,7 @@ use crate::error::{self, Result};
 use snafu::{OptionExt, ResultExt, ensure};
 use std::path::{Path, PathBuf};
 use tough::{Repository, TargetName};
-use tuftool::keys::KeySource;
+use tuftool::keys::{AwsHandle, KeySource};
 use tuftool::repo::RepoLocation;
 use update_metadata::Manifest;
 use url::Url;
@@ -40,7 +40,34 @@ pub fn signing_keys(
     }
 }
 
-/// An `Infra.toml` key source as a tuftool key source.
+/// `keys` with their AWS clients (KMS, SSM) taken from the run's one AWS factory:
+/// Infra.toml's profile and role chain, with the first of `aws.regions` (else the first
+/// region a key names) as the base region. Without any region the keys build their own
+/// clients from the SDK's default chain.
+pub async fn with_aws(keys: Vec<KeySource>, context: &crate::Context) -> Vec<KeySource> {
+    let key_region = |key: &KeySource| match key {
+        KeySource::Kms { region, .. } | KeySource::Ssm { region, .. } => region.clone(),
+        _ => None,
+    };
+    let uses_aws = keys.iter().any(|k| !matches!(k, KeySource::File { .. }));
+    let base = context
+        .infra
+        .aws
+        .as_ref()
+        .and_then(|aws| aws.regions.first())
+        .map(|region| region.as_str().to_owned())
+        .or_else(|| keys.iter().find_map(key_region));
+    let (true, Some(base)) = (uses_aws, base) else {
+        return keys;
+    };
+    let aws = std::sync::Arc::new(
+        crate::aws::factory(context, &base, aws_context::RetrySettings::default()).await,
+    );
+    keys.into_iter().map(|key| key.with_aws(&aws)).collect()
+}
+
+/// An `Infra.toml` key source as a tuftool key source. A KMS key is used in the region its
+/// `available_keys` entry names (else the AWS factory's base region).
 pub fn key_source(config: &SigningKeyConfig) -> KeySource {
     match config {
         SigningKeyConfig::File { path } => KeySource::File { path: path.clone() },
@@ -48,17 +75,28 @@ pub fn key_source(config: &SigningKeyConfig) -> KeySource {
             key_id,
             available_keys,
             ..
-        } => KeySource::Kms {
-            profile: None,
-            key_id: key_id
-                .clone()
-                .or_else(|| available_keys.keys().next().cloned())
-                .unwrap_or_default(),
-        },
+        } => {
+            let (key_id, region) = match key_id {
+                Some(id) => (id.clone(), available_keys.get(id).cloned()),
+                None => available_keys
+                    .iter()
+                    .next()
+                    .map(|(id, region)| (id.clone(), Some(region.clone())))
+                    .unwrap_or_default(),
+            };
+            KeySource::Kms {
+                profile: None,
+                key_id,
+                region,
+                aws: AwsHandle::default(),
+            }
+        }
         SigningKeyConfig::Ssm { parameter } => KeySource::Ssm {
             profile: None,
             parameter: parameter.clone(),
             kms_key_id: None,
+            region: None,
+            aws: AwsHandle::default(),
         },
     }
 }

@@ -332,21 +332,6 @@ fn release_then_extend_with_waves_and_migrations() {
     assert!(error.contains("already exists"), "{error}");
 }
 
-/// Small fake images (the threshold and expiry rules do not depend on their content).
-fn fake_images(dir: &Path) -> Vec<String> {
-    let mut args = Vec::new();
-    for (flag, name) in [
-        ("--boot-image", "b-boot.ext4.lz4"),
-        ("--root-image", "b-root.ext4.lz4"),
-        ("--hash-image", "b-root.verity.lz4"),
-    ] {
-        let path = dir.join(name);
-        std::fs::write(&path, name.repeat(100)).unwrap();
-        args.extend([flag.to_owned(), s(&path).to_owned()]);
-    }
-    args
-}
-
 /// A root whose targets, snapshot and timestamp roles need two signatures.
 fn two_key_root(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     use tuftool::keys::{KeySource, KeyType};
@@ -384,26 +369,7 @@ fn two_key_root(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 fn repo_args(dir: &Path, root: &Path, outdir: &Path, keys: &[&Path]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "repo",
-        "--variant",
-        "aws-dev",
-        "--arch",
-        "x86_64",
-        "--version",
-        "1.0.0",
-        "--repo-expiration-policy-path",
-        s(&workspace().join("pubsys/tests/data/repo-expiration-2w-2w-1w.toml")),
-        "--wave-policy-path",
-        s(&workspace().join("waves/ohno.toml")),
-        "--root-role-path",
-        s(root),
-        "--outdir",
-        s(outdir),
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    args.extend(fake_images(dir));
+    let mut args = repo_common::repo_args(dir, "1.0.0", "ohno", root, outdir);
     for key in keys {
         args.extend(["--signing-key".to_owned(), s(key).to_owned()]);
     }

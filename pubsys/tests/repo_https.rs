@@ -7,9 +7,8 @@ use assert_cmd::Command;
 use std::path::Path;
 use test_support::tls::{HttpsServer, TestCa};
 
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+mod repo_common;
+use repo_common::s;
 
 fn pubsys(args: &[&str], ca: Option<&TestCa>) -> std::process::Output {
     let mut command = Command::cargo_bin("pubsys").unwrap();
@@ -44,42 +43,10 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-fn repo_args<'a>(
-    d: &'a Path,
-    version: &'a str,
-    root: &'a Path,
-    key: &'a Path,
-    out: &'a Path,
-) -> Vec<String> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut args: Vec<String> = vec![
-        "repo".into(),
-        "--variant".into(),
-        "aws-dev".into(),
-        "--arch".into(),
-        "x86_64".into(),
-        "--version".into(),
-        version.into(),
-        "--repo-expiration-policy-path".into(),
-        s(&workspace.join("pubsys/tests/data/repo-expiration-2w-2w-1w.toml")).into(),
-        "--wave-policy-path".into(),
-        s(&workspace.join("waves/default-waves.toml")).into(),
-        "--root-role-path".into(),
-        s(root).into(),
-        "--default-key-path".into(),
-        s(key).into(),
-        "--outdir".into(),
-        s(out).into(),
-    ];
-    for (flag, kind) in [
-        ("--boot-image", "boot.ext4"),
-        ("--root-image", "root.ext4"),
-        ("--hash-image", "root.verity"),
-    ] {
-        let path = d.join(format!("{version}-{kind}.lz4"));
-        std::fs::write(&path, format!("{version} {kind}\n").repeat(50)).unwrap();
-        args.extend([flag.to_owned(), s(&path).to_owned()]);
-    }
+/// `pubsys repo` for `version`, signed with the default key file `key`.
+fn repo_args(d: &Path, version: &str, root: &Path, key: &Path, out: &Path) -> Vec<String> {
+    let mut args = repo_common::repo_args(d, version, "default-waves", root, out);
+    args.extend(["--default-key-path".to_owned(), s(key).to_owned()]);
     args
 }
 

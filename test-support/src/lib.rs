@@ -184,3 +184,62 @@ pub fn aws_env(endpoint: &str, region: &str) -> Vec<(String, String)> {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect()
 }
+
+/// The workspace's virtualenv Python (`.venv`, made by `scripts/setup` with python-tuf, moto
+/// and boto3). Panics with instructions when it is missing: tests never skip silently.
+pub fn venv_python() -> PathBuf {
+    let python = workspace_root().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup (it installs python-tuf, moto and boto3 from \
+         scripts/python-requirements.txt)",
+        python.display()
+    );
+    python
+}
+
+/// Create an RSA-3072 signing key in the KMS of `moto`, in `region`, under `alias` (with
+/// boto3, as an operator would with the AWS CLI).
+pub fn moto_kms_signing_key(moto: &MotoServer, region: &str, alias: &str) {
+    let script = r#"
+import boto3, sys
+kms = boto3.client("kms", endpoint_url=sys.argv[1], region_name=sys.argv[2])
+key = kms.create_key(KeySpec="RSA_3072", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+kms.create_alias(AliasName=sys.argv[3], TargetKeyId=key)
+"#;
+    let output = Command::new(venv_python())
+        .args(["-c", script, &moto.url(), region, alias])
+        .envs(aws_env(&moto.url(), region))
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "creating the KMS key failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// python-tuf's ngclient refreshes the repository in `repo` (holding `metadata/` and
+/// `targets/`) from `root`, keeping its state in `client`, and downloads each of `names`,
+/// which must equal the file of that name in `expected` (`tuftool/tests/python/
+/// ngclient_check.py`). Panics with python-tuf's error otherwise.
+pub fn python_tuf_accepts(
+    repo: &std::path::Path,
+    client: &std::path::Path,
+    root: &std::path::Path,
+    expected: &std::path::Path,
+    names: &[&str],
+) {
+    let output = Command::new(venv_python())
+        .arg(workspace_root().join("tuftool/tests/python/ngclient_check.py"))
+        .args([repo, client, root, expected])
+        .args(names)
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "python-tuf refused the repository:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

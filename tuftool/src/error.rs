@@ -45,11 +45,23 @@ pub enum Error {
     #[snafu(display("cannot compute a key ID"))]
     KeyId {
         /// Cause.
-        source: tough::schema::Error,
+        #[snafu(source(from(tough::schema::Error, Box::new)))]
+        source: Box<tough::schema::Error>,
     },
     /// Key generation failed.
     #[snafu(display("key generation failed"))]
     GenerateKey,
+    /// An AWS key source names no region and the SDK's default chain has none.
+    #[snafu(display(
+        "no AWS region for the key: add ?region=R to its URL or set AWS_REGION (or the profile's region)"
+    ))]
+    NoAwsRegion,
+    /// The AWS client factory refused.
+    #[snafu(display("cannot build the AWS client for the key"))]
+    AwsClient {
+        /// The factory's error.
+        source: aws_context::Error,
+    },
     /// KMS keys cannot be written.
     #[snafu(display("{key} is a KMS key: KMS keys are created in KMS, not written by tuftool"))]
     KmsNotWritable {
@@ -219,8 +231,9 @@ pub enum Error {
     BadRoot {
         /// Path.
         path: PathBuf,
-        /// Cause.
-        source: tough::schema::Error,
+        /// Cause (boxed: tough's schema error is large).
+        #[snafu(source(from(tough::schema::Error, Box::new)))]
+        source: Box<tough::schema::Error>,
     },
     /// A root has expired.
     #[snafu(display("{} expired at {expires}", path.display()))]
@@ -267,8 +280,9 @@ pub enum Error {
     Tough {
         /// What.
         what: String,
-        /// Cause.
-        source: tough::schema::Error,
+        /// Cause (boxed: tough's schema error is large).
+        #[snafu(source(from(tough::schema::Error, Box::new)))]
+        source: Box<tough::schema::Error>,
     },
 
     // ----- repositories
@@ -292,7 +306,8 @@ pub enum Error {
         /// URL.
         url: String,
         /// Cause.
-        source: tough::TransportError,
+        #[snafu(source(from(tough::TransportError, Box::new)))]
+        source: Box<tough::TransportError>,
     },
     /// A metadata file is missing.
     #[snafu(display("{url} does not exist"))]
@@ -374,7 +389,8 @@ pub enum Error {
         /// Role.
         role: String,
         /// Cause.
-        source: tough::schema::Error,
+        #[snafu(source(from(tough::schema::Error, Box::new)))]
+        source: Box<tough::schema::Error>,
     },
     /// The output already holds a repository.
     #[snafu(display("{} exists: the output already holds a repository (use update)", path.display()))]

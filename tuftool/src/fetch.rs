@@ -89,7 +89,7 @@ pub(crate) async fn fetch_target(
             Err(e) => {
                 return Err(error::Error::Fetch {
                     url: url.to_string(),
-                    source: e,
+                    source: Box::new(e),
                 });
             }
         };

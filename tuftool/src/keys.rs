@@ -5,16 +5,22 @@
 //!
 //! * a local path (optionally prefixed with `file://`): a private key in PEM or DER, PKCS#8 or
 //!   PKCS#1 (RSA), for RSA, Ed25519 and ECDSA P-256 alike;
-//! * `aws-ssm://[PROFILE]/parameter/name[?kms-key-id=ID]`: an SSM SecureString holding a key in
-//!   one of the local-file formats (PEM, since SSM values are text);
-//! * `aws-kms://[PROFILE]/KEY-ID-OR-ALIAS`: an asymmetric RSA key in AWS KMS (signing only; it
-//!   cannot be written).
+//! * `aws-ssm://[PROFILE]/parameter/name[?kms-key-id=ID][&region=R]`: an SSM SecureString
+//!   holding a key in one of the local-file formats (PEM, since SSM values are text);
+//! * `aws-kms://[PROFILE]/KEY-ID-OR-ALIAS[?region=R]`: an asymmetric RSA key in AWS KMS
+//!   (RSASSA-PSS-SHA256; signing only, it cannot be written).
+//!
+//! AWS clients come from the workspace's one factory, [`aws_context::AwsContext`]: a caller
+//! that has one (pubsys, with Infra.toml's profile and role chain) hands it in with
+//! [`KeySource::with_aws`]; otherwise one is built for the URL's profile, in its `region` or
+//! the SDK's default region. The standard endpoint override (`AWS_ENDPOINT_URL`) applies.
 //!
 //! [`KeySource`] implements tough's [`tough::key_source::KeySource`], so a list of them can be
 //! handed to tough's editors as `Vec<Box<dyn tough::key_source::KeySource>>` (see
 //! [`KeySource::boxed`] and [`boxed_sources`]).
 use crate::error::{self, Result};
 use crate::fsutil;
+use aws_context::AwsContext;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
@@ -22,6 +28,7 @@ use snafu::{OptionExt, ResultExt, ensure};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use tough::async_trait;
 use tough::schema::decoded::{Decoded, Hex};
 use tough::schema::key::Key;
@@ -29,6 +36,69 @@ use tough::sign::{Sign, parse_keypair};
 
 /// Boxed error type used by tough's key-source trait.
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The AWS client factory an AWS key source uses: one handed in by the caller, or none (one
+/// is built from the source's profile and region when the key is used). Not part of a
+/// source's identity: two sources that differ only here are equal.
+#[derive(Clone, Default)]
+pub struct AwsHandle(Option<Arc<AwsContext>>);
+
+impl AwsHandle {
+    /// Use `context` for this source's clients.
+    pub fn shared(context: Arc<AwsContext>) -> AwsHandle {
+        AwsHandle(Some(context))
+    }
+
+    /// The factory for a key with `profile` in `region`: the shared one when the source names
+    /// no profile of its own, else a new one for that profile.
+    async fn context(
+        &self,
+        profile: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<Arc<AwsContext>> {
+        if let (Some(shared), None) = (&self.0, profile) {
+            return Ok(Arc::clone(shared));
+        }
+        let region = match region {
+            Some(region) => region.to_owned(),
+            None => aws_config::meta::region::RegionProviderChain::default_provider()
+                .region()
+                .await
+                .map(|r| r.to_string())
+                .context(error::NoAwsRegionSnafu)?,
+        };
+        let builder = AwsContext::builder(region)
+            .profile(profile.map(str::to_owned))
+            .session_name("tuftool");
+        Ok(Arc::new(builder.build().await))
+    }
+
+    /// The region a client for a key in `region` uses.
+    fn region<'a>(&'a self, context: &'a AwsContext, region: Option<&'a str>) -> &'a str {
+        region.unwrap_or(context.base_region())
+    }
+}
+
+impl fmt::Debug for AwsHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(context) => write!(
+                f,
+                "AwsHandle(shared, base region {})",
+                context.base_region()
+            ),
+            None => write!(f, "AwsHandle(from the key's profile)"),
+        }
+    }
+}
+
+impl PartialEq for AwsHandle {
+    fn eq(&self, _: &AwsHandle) -> bool {
+        true
+    }
+}
+
+impl Eq for AwsHandle {}
 
 /// Where a private key lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +117,10 @@ pub enum KeySource {
         parameter: String,
         /// KMS key used to encrypt the SecureString when writing (`?kms-key-id=`).
         kms_key_id: Option<String>,
+        /// The parameter's region (`?region=`); else the factory's.
+        region: Option<String>,
+        /// Where the client comes from.
+        aws: AwsHandle,
     },
     /// An asymmetric RSA key in AWS KMS (RSASSA-PSS-SHA256).
     Kms {
@@ -54,6 +128,10 @@ pub enum KeySource {
         profile: Option<String>,
         /// Key ID, ARN or `alias/NAME`.
         key_id: String,
+        /// The key's region (`?region=`); else the factory's.
+        region: Option<String>,
+        /// Where the client comes from.
+        aws: AwsHandle,
     },
 }
 
@@ -89,21 +167,27 @@ impl FromStr for KeySource {
                     reason: "missing parameter name or key ID"
                 }
             );
+            let query = |key: &str| {
+                url.query_pairs()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.into_owned())
+            };
+            let region = query("region");
             if url.scheme() == "aws-ssm" {
-                let kms_key_id = url
-                    .query_pairs()
-                    .find(|(k, _)| k == "kms-key-id")
-                    .map(|(_, v)| v.into_owned());
                 return Ok(KeySource::Ssm {
                     profile,
                     parameter: path.to_owned(),
-                    kms_key_id,
+                    kms_key_id: query("kms-key-id"),
+                    region,
+                    aws: AwsHandle::default(),
                 });
             }
             // KMS key IDs have no leading slash; aliases keep their inner slash (alias/NAME).
             return Ok(KeySource::Kms {
                 profile,
                 key_id: path[1..].to_owned(),
+                region,
+                aws: AwsHandle::default(),
             });
         }
         ensure!(
@@ -134,25 +218,62 @@ impl fmt::Display for KeySource {
                 profile,
                 parameter,
                 kms_key_id,
+                region,
+                ..
             } => {
                 write!(
                     f,
                     "aws-ssm://{}{parameter}",
                     profile.as_deref().unwrap_or("")
                 )?;
-                if let Some(id) = kms_key_id {
-                    write!(f, "?kms-key-id={id}")?;
+                let mut separator = '?';
+                for (key, value) in [("kms-key-id", kms_key_id), ("region", region)] {
+                    if let Some(value) = value {
+                        write!(f, "{separator}{key}={value}")?;
+                        separator = '&';
+                    }
                 }
                 Ok(())
             }
-            KeySource::Kms { profile, key_id } => {
-                write!(f, "aws-kms://{}/{key_id}", profile.as_deref().unwrap_or(""))
+            KeySource::Kms {
+                profile,
+                key_id,
+                region,
+                ..
+            } => {
+                write!(f, "aws-kms://{}/{key_id}", profile.as_deref().unwrap_or(""))?;
+                if let Some(region) = region {
+                    write!(f, "?region={region}")?;
+                }
+                Ok(())
             }
         }
     }
 }
 
 impl KeySource {
+    /// This source with its AWS clients taken from `context` (a no-op for local files).
+    pub fn with_aws(mut self, context: &Arc<AwsContext>) -> KeySource {
+        match &mut self {
+            KeySource::File { .. } => {}
+            KeySource::Ssm { aws, .. } | KeySource::Kms { aws, .. } => {
+                *aws = AwsHandle::shared(Arc::clone(context));
+            }
+        }
+        self
+    }
+
+    /// An SSM client for this source (an SSM source only).
+    async fn ssm_client(
+        aws: &AwsHandle,
+        profile: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<aws_sdk_ssm::Client> {
+        let context = aws.context(profile, region).await?;
+        let region = aws.region(&context, region);
+        context.ssm(region).await.context(error::AwsClientSnafu)
+    }
+
     /// This source as a boxed tough key source.
     pub fn boxed(&self) -> Box<dyn tough::key_source::KeySource> {
         Box::new(self.clone())
@@ -187,8 +308,11 @@ impl KeySource {
                 profile,
                 parameter,
                 kms_key_id,
+                region,
+                aws,
             } => {
-                let client = ssm_client(profile.as_deref()).await;
+                let client =
+                    KeySource::ssm_client(aws, profile.as_deref(), region.as_deref()).await?;
                 client
                     .put_parameter()
                     .name(parameter)
@@ -218,14 +342,6 @@ pub fn boxed_sources(sources: &[KeySource]) -> Vec<Box<dyn tough::key_source::Ke
     sources.iter().map(KeySource::boxed).collect()
 }
 
-async fn ssm_client(profile: Option<&str>) -> aws_sdk_ssm::Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(profile) = profile {
-        loader = loader.profile_name(profile);
-    }
-    aws_sdk_ssm::Client::new(&loader.load().await)
-}
-
 #[async_trait]
 impl tough::key_source::KeySource for KeySource {
     async fn as_sign(&self) -> std::result::Result<Box<dyn Sign>, BoxError> {
@@ -235,9 +351,14 @@ impl tough::key_source::KeySource for KeySource {
                 Ok(parse_private_key(&data)?)
             }
             KeySource::Ssm {
-                profile, parameter, ..
+                profile,
+                parameter,
+                region,
+                aws,
+                ..
             } => {
-                let client = ssm_client(profile.as_deref()).await;
+                let client =
+                    KeySource::ssm_client(aws, profile.as_deref(), region.as_deref()).await?;
                 let response = client
                     .get_parameter()
                     .name(parameter)
@@ -251,14 +372,19 @@ impl tough::key_source::KeySource for KeySource {
                     .ok_or_else(|| format!("SSM parameter {parameter} has no value"))?;
                 Ok(parse_private_key(value.as_bytes())?)
             }
-            KeySource::Kms { profile, key_id } => {
-                let source = tough_kms::KmsKeySource {
-                    profile: profile.clone(),
-                    key_id: key_id.clone(),
-                    client: None,
-                    signing_algorithm: tough_kms::KmsSigningAlgorithm::RsassaPssSha256,
-                };
-                source.as_sign().await
+            KeySource::Kms {
+                profile,
+                key_id,
+                region,
+                aws,
+            } => {
+                let context = aws.context(profile.as_deref(), region.as_deref()).await?;
+                let client = context
+                    .kms(aws.region(&context, region.as_deref()))
+                    .await
+                    .context(error::AwsClientSnafu)?;
+                let signer = crate::kms::KmsSigner::load(client, key_id).await?;
+                Ok(Box::new(signer))
             }
         }
     }
@@ -445,7 +571,7 @@ pub async fn gen_key(key_type: KeyType, dest: &KeySource) -> Result<GeneratedKey
 
 #[cfg(test)]
 mod tests {
-    use super::{KeySource, KeyType, generate_key, parse_private_key};
+    use super::{AwsHandle, KeySource, KeyType, generate_key, parse_private_key};
 
     #[test]
     fn debug_never_shows_the_private_key() {
@@ -481,7 +607,9 @@ mod tests {
             KeySource::Ssm {
                 profile: Some("prof".into()),
                 parameter: "/a/b".into(),
-                kms_key_id: Some("alias/x".into())
+                kms_key_id: Some("alias/x".into()),
+                region: None,
+                aws: AwsHandle::default(),
             }
         );
         assert_eq!(
@@ -489,16 +617,24 @@ mod tests {
             KeySource::Ssm {
                 profile: None,
                 parameter: "/a/b".into(),
-                kms_key_id: None
+                kms_key_id: None,
+                region: None,
+                aws: AwsHandle::default(),
             }
         );
         assert_eq!(
             KeySource::from_str("aws-kms:///alias/root").unwrap(),
             KeySource::Kms {
                 profile: None,
-                key_id: "alias/root".into()
+                key_id: "alias/root".into(),
+                region: None,
+                aws: AwsHandle::default(),
             }
         );
+        let regional = KeySource::from_str("aws-kms://p/alias/r?region=eu-west-1").unwrap();
+        assert_eq!(regional.to_string(), "aws-kms://p/alias/r?region=eu-west-1");
+        let ssm = "aws-ssm:///k/x?kms-key-id=alias/k&region=us-east-2";
+        assert_eq!(KeySource::from_str(ssm).unwrap().to_string(), ssm);
         assert!(KeySource::from_str("s3://bucket/key").is_err());
         assert!(KeySource::from_str("").is_err());
         assert!(KeySource::from_str("aws-ssm://prof").is_err());

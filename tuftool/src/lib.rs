@@ -18,13 +18,13 @@
 pub mod canonical;
 pub mod cli;
 pub mod commands;
-pub mod conformance;
 pub mod delegation;
 pub mod error;
 pub mod expiry;
 pub mod fetch;
 pub mod fsutil;
 pub mod keys;
+pub mod kms;
 pub mod repo;
 pub mod root;
 pub mod targets;

@@ -242,7 +242,7 @@ async fn fetch_policy(
         }
         Err(e) => Err(error::Error::Fetch {
             url: url.to_string(),
-            source: e,
+            source: Box::new(e),
         }),
     }
 }

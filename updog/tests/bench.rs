@@ -11,9 +11,7 @@
 //!
 //! `UPDOG_BENCH_BIN` names the binary to measure: build it on its own (`cargo build --release
 //! -p updog`), as hosts get it. The binary this test target builds is compiled with the
-//! features its dev-dependencies unify in (pubsys → tuftool → tough-kms turns on snafu's
-//! eager `backtrace` crate, which resolves symbols whenever tough makes an error, e.g. for the
-//! routine "no newer root" probe), which is not what ships.
+//! features its dev-dependencies unify in, which is not what ships.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod common;

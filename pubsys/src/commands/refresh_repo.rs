@@ -125,6 +125,7 @@ pub async fn run(args: &RefreshRepoArgs, context: &Context) -> Result<RefreshRep
         &args.location.select.repo,
         args.default_key_path.as_deref(),
     )?;
+    let keys = shared::with_aws(keys, context).await;
     let start = match &args.start_time {
         Some(offset) => offset.resolve(context.now).context(error::MetadataSnafu)?,
         None => context.now,

@@ -370,6 +370,7 @@ pub async fn run(args: &RepoArgs, context: &Context) -> Result<RepoReport> {
         &args.repo,
         args.default_key_path.as_deref(),
     )?;
+    let keys = shared::with_aws(keys, context).await;
     let start = match &args.release_start_time {
         Some(offset) => offset.resolve(context.now).context(error::MetadataSnafu)?,
         None => context.now,

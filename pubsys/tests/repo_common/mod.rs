@@ -68,3 +68,44 @@ pub fn build(dir: &Path, version: &str) -> PathBuf {
     let report = image_builder::build(&settings, &image_builder::progress::NoProgress).unwrap();
     image_builder::report::BuildReport::report_path(&report.output_dir)
 }
+
+/// `pubsys repo` arguments for aws-dev/x86_64 `version`: three small fake images written into
+/// `dir` (named after the version), the 2w-2w-1w expiration policy, the wave schedule
+/// `waves/<waves>.toml`, `root` and `outdir`. The caller adds the keys.
+pub fn repo_args(
+    dir: &Path,
+    version: &str,
+    waves: &str,
+    root: &Path,
+    outdir: &Path,
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "repo",
+        "--variant",
+        "aws-dev",
+        "--arch",
+        "x86_64",
+        "--version",
+        version,
+        "--repo-expiration-policy-path",
+        s(&workspace().join("pubsys/tests/data/repo-expiration-2w-2w-1w.toml")),
+        "--wave-policy-path",
+        s(&workspace().join(format!("waves/{waves}.toml"))),
+        "--root-role-path",
+        s(root),
+        "--outdir",
+        s(outdir),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for (flag, kind) in [
+        ("--boot-image", "boot.ext4.lz4"),
+        ("--root-image", "root.ext4.lz4"),
+        ("--hash-image", "root.verity.lz4"),
+    ] {
+        let path = dir.join(format!("{version}-{kind}"));
+        std::fs::write(&path, format!("{version} {kind}\n").repeat(50)).unwrap();
+        args.extend([flag.to_owned(), s(&path).to_owned()]);
+    }
+    args
+}

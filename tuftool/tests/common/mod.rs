@@ -4,16 +4,8 @@
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 
-/// The workspace's virtualenv python (installed by scripts/setup; never skipped).
-pub fn venv_python() -> PathBuf {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup (it installs python-tuf from scripts/python-requirements.txt)",
-        python.display()
-    );
-    python
-}
+#[allow(unused_imports)]
+pub use test_support::venv_python;
 
 /// A python script under tests/python.
 pub fn script(name: &str) -> PathBuf {

@@ -1,12 +1,12 @@
-//! `tuf-conformance-client`: the tuf-conformance client CLI over tuftool's conformance module
-//! (tough's client path). Options may come before or after the command. Exit 0 on success,
-//! 1 on any failure.
+//! `tuf-conformance-client`: the tuf-conformance client CLI over `tuf_client::conformance`.
+//! Options may come before or after the command. Exit 0 on success, 1 on any failure, 2 on
+//! a usage error.
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use url::Url;
 
-/// TUF client for the tuf-conformance test suite (tough's client path)
+/// TUF client for the tuf-conformance test suite (tuf-client library)
 #[derive(Debug, Parser)]
 #[command(name = "tuf-conformance-client", version, help_expected = true)]
 struct Cli {
@@ -16,7 +16,7 @@ struct Cli {
     /// Repository metadata URL
     #[arg(long, global = true, value_name = "URL")]
     metadata_url: Option<Url>,
-    /// Target to download (repeatable, in order)
+    /// Target to download (repeatable, processed in order)
     #[arg(long = "target-name", global = true, value_name = "NAME")]
     target_names: Vec<String>,
     /// Folder for downloaded targets
@@ -25,9 +25,6 @@ struct Cli {
     /// Targets base URL
     #[arg(long, global = true, value_name = "URL")]
     target_base_url: Option<Url>,
-    /// Pretend the time is this many days later (not supported by tough: non-zero fails)
-    #[arg(long, global = true, default_value_t = 0)]
-    days_in_future: i64,
     /// Most root rotations accepted in one refresh
     #[arg(long, global = true, default_value_t = 32)]
     max_root_rotations: u64,
@@ -72,59 +69,43 @@ fn main() -> ExitCode {
     }
 }
 
+fn required<'a, T>(value: &'a Option<T>, flag: &str) -> Result<&'a T, String> {
+    value.as_ref().ok_or_else(|| format!("{flag} is required"))
+}
+
 async fn run(cli: &Cli) -> Result<(), String> {
-    let dir = cli
-        .metadata_dir
-        .as_deref()
-        .ok_or("--metadata-dir is required")?;
-    let report = |e: tuftool::Error| snafu::Report::from_error(e).to_string();
-    if cli.days_in_future != 0 {
-        return Err("--days-in-future is not supported: tough reads the system clock".into());
-    }
+    let dir = required(&cli.metadata_dir, "--metadata-dir")?;
+    let report = |e: tuf_client::Error| snafu::Report::from_error(e).to_string();
+    let limits = tuf_client::Limits {
+        max_root_rotations: cli.max_root_rotations,
+        ..tuf_client::Limits::default()
+    };
     match &cli.command {
         Command::Init { trusted_root } => {
-            tuftool::conformance::init(dir, trusted_root).map_err(report)
+            tuf_client::conformance::init(dir, trusted_root).map_err(report)
         }
         Command::Refresh => {
-            let url = cli
-                .metadata_url
-                .as_ref()
-                .ok_or("--metadata-url is required")?;
-            tuftool::conformance::refresh(dir, url, None, cli.max_root_rotations)
+            let url = required(&cli.metadata_url, "--metadata-url")?;
+            tuf_client::conformance::refresh(dir, url, None, limits, None)
                 .await
                 .map(|_| ())
                 .map_err(report)
         }
         Command::Download => {
-            let url = cli
-                .metadata_url
-                .as_ref()
-                .ok_or("--metadata-url is required")?;
-            let base = cli
-                .target_base_url
-                .as_ref()
-                .ok_or("--target-base-url is required")?;
-            let target_dir = cli
-                .target_dir
-                .as_deref()
-                .ok_or("--target-dir is required")?;
-            tuftool::conformance::download(
-                dir,
-                url,
-                base,
-                &cli.target_names,
-                target_dir,
-                cli.max_root_rotations,
-            )
-            .await
-            .map(|_| ())
-            .map_err(report)
+            let url = required(&cli.metadata_url, "--metadata-url")?;
+            let base = required(&cli.target_base_url, "--target-base-url")?;
+            let target_dir = required(&cli.target_dir, "--target-dir")?;
+            tuf_client::conformance::download(dir, url, base, &cli.target_names, target_dir, limits)
+                .await
+                .map(|_| ())
+                .map_err(report)
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::Cli;
     use clap::{CommandFactory, Parser};
 
