@@ -34,7 +34,7 @@ pub mod exit {
 pub struct GlobalArgs {
     /// Log filter for stderr, e.g. `debug` or `info,tough=warn` (overrides -v/-q; `RUST_LOG`
     /// overrides both)
-    #[arg(long, global = true, value_name = "FILTER")]
+    #[arg(short = 'l', long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
 
     /// More logging on stderr (-v: debug, -vv: trace)

@@ -68,8 +68,9 @@ pub struct CreateRoleReport {
     pub keyids: Vec<String>,
 }
 
-/// Write an empty, signed metadata file for a new delegated role, `OUTDIR/<role>.json`
-/// (percent-encoded name), for the delegator to import with `add-role --incoming-metadata`.
+/// Write an empty, signed metadata file for a new delegated role,
+/// `OUTDIR/metadata/<role>.json` (percent-encoded name; where the reference tuftool writes
+/// it), for the delegator to import with `add-role --incoming-metadata OUTDIR/metadata`.
 pub async fn create_role(
     name: &str,
     key_sources: &[KeySource],
@@ -81,7 +82,9 @@ pub async fn create_role(
         name != "targets" && !name.is_empty(),
         error::RoleNameSnafu { role: name }
     );
-    let path = outdir.join(format!("{}.json", repo::encode_role_filename(name)));
+    let path = outdir
+        .join("metadata")
+        .join(format!("{}.json", repo::encode_role_filename(name)));
     crate::fsutil::ensure_absent(&path)?;
     let mut delegations = Delegations::new();
     let mut keyids = Vec::new();
@@ -327,6 +330,10 @@ pub async fn remove_key(
             keyid: hex::encode(keyid)
         }
     );
+    // The roles that trusted the key: their metadata may carry its signature, so each is
+    // re-signed in the same publication (with its remaining keys, which must be among -k);
+    // otherwise clients could no longer verify it.
+    let mut changed = BTreeSet::from([ctx.signing_role.clone()]);
     match role {
         Some(role) => {
             let entry = delegations
@@ -335,9 +342,13 @@ pub async fn remove_key(
                 .find(|r| r.name == role)
                 .context(error::NoSuchRoleSnafu { role })?;
             entry.keyids.retain(|k| k != keyid);
+            changed.insert(role.to_owned());
         }
         None => {
             for r in &mut delegations.roles {
+                if r.keyids.contains(keyid) {
+                    changed.insert(r.name.clone());
+                }
                 r.keyids.retain(|k| k != keyid);
             }
             delegations.keys.remove(keyid);
@@ -353,7 +364,7 @@ pub async fn remove_key(
             }
         );
     }
-    finish(ctx, tree, BTreeSet::from([ctx.signing_role.clone()])).await
+    finish(ctx, tree, changed).await
 }
 
 /// Remove the delegation to `role` (and, with it, every role it delegates to).

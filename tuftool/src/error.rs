@@ -139,6 +139,25 @@ pub enum Error {
         /// Path.
         path: PathBuf,
     },
+    /// `--allow-root-download` with no root at `-r`: trust on first use is not offered.
+    #[snafu(display(
+        "{} does not exist: tuftool does not download a root to trust (--allow-root-download); \
+         get root.json out of band and pass it with -r",
+        path.display()
+    ))]
+    RootDownload {
+        /// The missing root.
+        path: PathBuf,
+    },
+    /// A target's place holds a file and `--target-path-exists fail` was given.
+    #[snafu(display(
+        "{} exists already (--target-path-exists fail)",
+        path.display()
+    ))]
+    TargetPathExists {
+        /// The existing file.
+        path: PathBuf,
+    },
     /// Placing a target failed.
     #[snafu(display("cannot place {} at {}", src.display(), dest.display()))]
     PublishTarget {

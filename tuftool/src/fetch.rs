@@ -293,10 +293,9 @@ pub async fn clone_repo(
                 )?;
                 fetch_target(&targets_url, &name, &target, consistent, &spots[0]).await?;
                 for extra in &spots[1..] {
-                    fsutil::publish_file(&spots[0], extra, fsutil::LinkMode::Hardlink, false)
-                        .or_else(|_| {
-                            fsutil::publish_file(&spots[0], extra, fsutil::LinkMode::Copy, false)
-                        })?;
+                    fsutil::publish_file(&spots[0], extra, fsutil::LinkMode::Hardlink).or_else(
+                        |_| fsutil::publish_file(&spots[0], extra, fsutil::LinkMode::Copy),
+                    )?;
                 }
                 cloned.push(name.raw().to_owned());
             }

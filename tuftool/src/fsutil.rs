@@ -19,6 +19,21 @@ pub enum LinkMode {
     Symlink,
 }
 
+/// What happens when a target's place in the repository already holds a file
+/// (`--target-path-exists`, the reference tuftool's flag).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathExists {
+    /// Keep it when it holds the target's bytes (its SHA-256 is checked: a name, even a
+    /// content-addressed one, is not trusted), else replace it.
+    #[default]
+    Skip,
+    /// Always place the target anew.
+    Replace,
+    /// Refuse: an existing file is an error.
+    Fail,
+}
+
 fn parent_of(path: &Path) -> Result<PathBuf> {
     let parent = path.parent().context(error::NoParentSnafu { path })?;
     Ok(if parent.as_os_str().is_empty() {
@@ -78,40 +93,67 @@ fn temp_beside(dest: &Path) -> Result<PathBuf> {
     Ok(parent_of(dest)?.join(tmp))
 }
 
-/// Place `src` at `dest` by `mode`, atomically (created beside `dest`, then renamed over it).
-/// When `skip_existing` is set and something already exists at `dest`, it is kept (used for
-/// content-addressed names, which cannot hold different bytes).
-pub fn publish_file(src: &Path, dest: &Path, mode: LinkMode, skip_existing: bool) -> Result<()> {
+/// Place `src` at `dest` by `mode`, atomically (created beside `dest`, then renamed over it),
+/// replacing anything there.
+pub fn publish_file(src: &Path, dest: &Path, mode: LinkMode) -> Result<()> {
     let dir = parent_of(dest)?;
     std::fs::create_dir_all(&dir).context(error::CreateDirSnafu { path: &dir })?;
-    place_file(src, dest, mode, skip_existing)
+    replace_file(src, dest, mode)
 }
 
-/// [`publish_file`] for a destination whose folder already exists.
-pub fn place_file(src: &Path, dest: &Path, mode: LinkMode, skip_existing: bool) -> Result<()> {
-    if skip_existing && mode != LinkMode::Copy {
-        // A link is created whole or not at all, so a content-addressed name can be linked
-        // straight to its final name: no temporary name, no rename, no `stat` first (a name
-        // that exists already holds these bytes). This halves the directory operations per
-        // target, which dominate publishing many small files.
+/// Place target `src`, whose SHA-256 is `sha256`, at `dest` (whose folder exists) by `mode`;
+/// a file already at `dest` is handled by `exists`.
+pub fn place_file(
+    src: &Path,
+    dest: &Path,
+    mode: LinkMode,
+    exists: PathExists,
+    sha256: &[u8],
+) -> Result<()> {
+    if exists != PathExists::Replace && mode != LinkMode::Copy {
+        // A link is created whole or not at all, so it can go straight to its final name: no
+        // temporary name, no rename, no `stat` first. This halves the directory operations
+        // per target, which dominate publishing many small files.
         let placed = match mode {
             LinkMode::Hardlink => std::fs::hard_link(src, dest),
             _ => std::fs::canonicalize(src).and_then(|abs| symlink(&abs, dest)),
         };
-        return match placed {
+        match placed {
+            Ok(()) => return Ok(()),
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                Err(error::Error::PublishTarget {
+                return Err(error::Error::PublishTarget {
                     src: src.to_path_buf(),
                     dest: dest.to_path_buf(),
                     source: e,
-                })
+                });
             }
-            _ => Ok(()),
-        };
+            Err(_) => {}
+        }
+    } else if exists == PathExists::Replace || std::fs::symlink_metadata(dest).is_err() {
+        return replace_file(src, dest, mode);
     }
-    if skip_existing && std::fs::symlink_metadata(dest).is_ok() {
-        return Ok(());
+    // Something is there already.
+    match exists {
+        PathExists::Fail => error::TargetPathExistsSnafu { path: dest }.fail(),
+        PathExists::Skip if holds(dest, sha256) => Ok(()),
+        _ => {
+            tracing::warn!(
+                path = %dest.display(),
+                "the file at this target's place does not hold its bytes; replacing it"
+            );
+            replace_file(src, dest, mode)
+        }
     }
+}
+
+/// Whether `path` (followed if a link) holds bytes whose SHA-256 is `sha256`.
+fn holds(path: &Path, sha256: &[u8]) -> bool {
+    crate::targets::hash_file(path).is_ok_and(|(_, digest)| digest == sha256)
+}
+
+/// Place `src` at `dest` by `mode` through a temporary name beside it, replacing anything
+/// there.
+fn replace_file(src: &Path, dest: &Path, mode: LinkMode) -> Result<()> {
     let tmp = temp_beside(dest)?;
     let placed = match mode {
         LinkMode::Copy => std::fs::copy(src, &tmp).map(|_| ()),
@@ -182,7 +224,7 @@ pub fn commit_staging(staging: tempfile::TempDir, final_path: &Path) -> Result<(
 
 #[cfg(test)]
 mod tests {
-    use super::{LinkMode, publish_file, write_atomic, write_new_private};
+    use super::{LinkMode, PathExists, place_file, publish_file, write_atomic, write_new_private};
 
     #[test]
     fn private_files_are_0600_and_never_overwritten() {
@@ -197,6 +239,30 @@ mod tests {
     }
 
     #[test]
+    fn an_existing_file_is_kept_only_when_it_holds_the_targets_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.txt");
+        write_atomic(&src, b"data").unwrap();
+        let sha256 = crate::targets::hash_file(&src).unwrap().1;
+        for mode in [LinkMode::Copy, LinkMode::Hardlink, LinkMode::Symlink] {
+            let dest = dir.path().join(format!("{mode:?}.txt"));
+            // A wrong file under the (content-addressed) name is replaced, not trusted.
+            std::fs::write(&dest, b"evil").unwrap();
+            place_file(&src, &dest, mode, PathExists::Skip, &sha256).unwrap();
+            assert_eq!(std::fs::read(&dest).unwrap(), b"data", "{mode:?}");
+            // A right one is kept as it is (a copy stays a copy).
+            let kept = dir.path().join(format!("{mode:?}-kept.txt"));
+            std::fs::write(&kept, b"data").unwrap();
+            place_file(&src, &kept, mode, PathExists::Skip, &sha256).unwrap();
+            assert!(!std::fs::symlink_metadata(&kept).unwrap().is_symlink());
+            // fail: refused whatever it holds.
+            assert!(place_file(&src, &kept, mode, PathExists::Fail, &sha256).is_err());
+            place_file(&src, &kept, mode, PathExists::Replace, &sha256).unwrap();
+            assert_eq!(std::fs::read(&kept).unwrap(), b"data");
+        }
+    }
+
+    #[test]
     fn publishes_in_every_mode() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src.txt");
@@ -206,7 +272,7 @@ mod tests {
             .enumerate()
         {
             let dest = dir.path().join(format!("out/{i}/f.txt"));
-            publish_file(&src, &dest, mode, false).unwrap();
+            publish_file(&src, &dest, mode).unwrap();
             assert_eq!(std::fs::read(&dest).unwrap(), b"data");
             let is_link = std::fs::symlink_metadata(&dest)
                 .unwrap()

@@ -6,7 +6,7 @@
 //! repository untouched.
 use crate::error::{self, Result};
 use crate::expiry::next_version;
-use crate::fsutil::{self, LinkMode};
+use crate::fsutil::{self, LinkMode, PathExists};
 use crate::keys::KeySource;
 use crate::root::{SPEC_VERSION, load_root};
 use crate::targets::{self, InputTarget};
@@ -609,17 +609,9 @@ pub(crate) async fn sign_tree(
             snapshot.meta = prev.signed.meta.clone();
             snapshot._extra = prev.signed._extra.clone();
         }
-        // Drop entries of roles that no longer exist.
-        let live: BTreeSet<String> = std::iter::once("targets.json".to_owned())
-            .chain(
-                tree.targets
-                    .signed
-                    .role_names()
-                    .into_iter()
-                    .map(|n| format!("{n}.json")),
-            )
-            .collect();
-        snapshot.meta.retain(|k, _| live.contains(k));
+        // Entries of roles no longer delegated stay (at their last version): a client refuses
+        // a snapshot that drops a role its trusted snapshot lists (spec 5.5.5; python-tuf:
+        // "New snapshot is missing info"), so removing one must not break every client.
         for (k, m) in new_meta {
             snapshot.meta.insert(k, m);
         }
@@ -770,15 +762,7 @@ pub(crate) async fn commit(
     let metadata_dir = outdir.join("metadata");
     let targets_dir = outdir.join("targets");
     let missing = missing_files(tree, &staged, &metadata_dir).await?;
-    targets::publish_inputs(
-        inputs,
-        &targets_dir,
-        tree.consistent(),
-        place.tough_placement,
-        place.link_mode,
-        place.jobs,
-    )
-    .await?;
+    targets::publish_inputs(inputs, &targets_dir, tree.consistent(), place).await?;
     let mut files = missing;
     files.append(&mut staged.files);
     let dir = metadata_dir.clone();
@@ -807,6 +791,8 @@ pub struct Place {
     pub tough_placement: bool,
     /// Files placed at once.
     pub jobs: usize,
+    /// What to do with a file already at a target's place.
+    pub exists: PathExists,
 }
 
 impl Default for Place {
@@ -815,6 +801,7 @@ impl Default for Place {
             link_mode: LinkMode::Copy,
             tough_placement: false,
             jobs: 1,
+            exists: PathExists::Skip,
         }
     }
 }

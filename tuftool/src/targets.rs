@@ -228,16 +228,22 @@ pub fn placements(
     })
 }
 
-/// Place every input in `targets_dir` by `mode`, `jobs` at a time.
+/// Place every input in `targets_dir` as `place` says.
 pub async fn publish_inputs(
     inputs: &[InputTarget],
     targets_dir: &Path,
     consistent: bool,
-    tough_placement: bool,
-    mode: LinkMode,
-    jobs: usize,
+    place: crate::repo::Place,
 ) -> Result<()> {
-    let work: Vec<((PathBuf, Vec<PathBuf>), u64)> = inputs
+    let crate::repo::Place {
+        link_mode: mode,
+        tough_placement,
+        jobs,
+        exists,
+    } = place;
+    // (input, its SHA-256, where it goes), with the bytes to copy.
+    type Job = (PathBuf, Vec<u8>, Vec<PathBuf>);
+    let work: Vec<(Job, u64)> = inputs
         .iter()
         .map(|t| {
             let dests = placements(
@@ -248,7 +254,7 @@ pub async fn publish_inputs(
                 tough_placement,
             )?;
             Ok((
-                (t.path.clone(), dests),
+                (t.path.clone(), t.target.hashes.sha256.to_vec(), dests),
                 if mode == LinkMode::Copy {
                     t.target.length
                 } else {
@@ -260,7 +266,7 @@ pub async fn publish_inputs(
     // Create each folder once, not once per file.
     let dirs: BTreeSet<PathBuf> = work
         .iter()
-        .flat_map(|((_, dests), _)| {
+        .flat_map(|((_, _, dests), _)| {
             dests
                 .iter()
                 .filter_map(|d| d.parent().map(Path::to_path_buf))
@@ -276,9 +282,9 @@ pub async fn publish_inputs(
     .context(error::JoinSnafu)??;
     futures::stream::iter(batches(work).into_iter().map(|batch| async move {
         tokio::task::spawn_blocking(move || {
-            for (src, dests) in batch {
+            for (src, sha256, dests) in batch {
                 for dest in dests {
-                    fsutil::place_file(&src, &dest, mode, consistent)?;
+                    fsutil::place_file(&src, &dest, mode, exists, &sha256)?;
                 }
             }
             Ok::<_, crate::Error>(())

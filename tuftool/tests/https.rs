@@ -42,18 +42,7 @@ fn download_clone_and_update_over_https_and_through_a_proxy() {
     write(&input.join("a.txt"), b"alpha\n");
     write(&input.join("dir/b.txt"), b"beta\n");
     let repo = t.join("repo");
-    let mut args = strings(&[
-        "create",
-        "-r",
-        s(&keys.root),
-        "-a",
-        s(&input),
-        "-o",
-        s(&repo),
-    ]);
-    args.extend(strings(&["--expires", "in 2 weeks"]));
-    args.extend(keys.online());
-    succeeds(&refs(&args), &[]);
+    common::create_repo(&keys, &input, &repo);
 
     let ca = TestCa::new(&t.join("ca"));
     let server = HttpsServer::start(&repo, &ca);

@@ -13,7 +13,13 @@ use url::Url;
 pub struct KeyArgs {
     /// Signing key: a file (PEM or DER), aws-ssm://PROFILE/NAME or aws-kms://PROFILE/ID (PROFILE may be empty);
     /// repeat for several keys
-    #[arg(short = 'k', long = "key", value_name = "KEY", required = true)]
+    #[arg(
+        short = 'k',
+        long = "key",
+        visible_alias = "keys",
+        value_name = "KEY",
+        required = true
+    )]
     pub keys: Vec<KeySource>,
 }
 
@@ -21,7 +27,12 @@ pub struct KeyArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
     /// Trusted root.json of the repository (any version; the chain is followed up from it)
-    #[arg(short = 'r', long = "root", value_name = "PATH")]
+    #[arg(
+        short = 'r',
+        long = "root",
+        visible_alias = "current-root",
+        value_name = "PATH"
+    )]
     pub root: PathBuf,
     /// Metadata base: a folder, file:// or http(s):// URL
     #[arg(short = 'm', long = "metadata-url", value_name = "URL", value_parser = parse_url)]
@@ -114,6 +125,10 @@ pub struct PlaceArgs {
     /// Files hashed and placed at once
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = default_jobs())]
     pub jobs: usize,
+    /// A file already at a target's place in OUTDIR/targets: skip (keep it if its SHA-256 is
+    /// the target's, else replace it), replace, or fail
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = crate::fsutil::PathExists::Skip)]
+    pub target_path_exists: crate::fsutil::PathExists,
 }
 
 fn default_jobs() -> usize {
@@ -182,6 +197,7 @@ pub fn publish_options(
             link_mode: place.link_mode,
             tough_placement: place.tough_placement,
             jobs: place.jobs,
+            exists: place.target_path_exists,
         },
         schedule: schedule.schedule(now)?,
         outdir: outdir.to_path_buf(),

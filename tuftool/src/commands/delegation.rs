@@ -45,10 +45,15 @@ pub enum DelegationCommand {
     /// Delegate to a new role, trusting the keys given here
     AddRole {
         /// Name of the new role
-        #[arg(long = "delegated-role", value_name = "ROLE")]
+        #[arg(short = 'd', long = "delegated-role", value_name = "ROLE")]
         delegated_role: String,
         /// Key trusted for the new role: a public key JSON file or a key source (repeatable)
-        #[arg(long = "delegated-key", value_name = "KEY", required = true)]
+        #[arg(
+            long = "delegated-key",
+            visible_alias = "new-key",
+            value_name = "KEY",
+            required = true
+        )]
         delegated_keys: Vec<String>,
         /// Glob of target names the role may sign (repeatable)
         #[arg(
@@ -59,10 +64,10 @@ pub enum DelegationCommand {
         )]
         paths: Vec<String>,
         /// Hex prefix of sha256(target name) the role may sign (repeatable)
-        #[arg(long = "path-hash-prefix", value_name = "HEX")]
+        #[arg(short = 'x', long = "path-hash-prefix", value_name = "HEX")]
         path_hash_prefixes: Vec<String>,
         /// Signatures required for the new role
-        #[arg(long = "threshold", value_name = "N", default_value = "1")]
+        #[arg(short = 't', long = "threshold", value_name = "N", default_value = "1")]
         threshold: NonZeroU64,
         /// Terminating delegation
         #[arg(long)]
@@ -78,7 +83,13 @@ pub enum DelegationCommand {
     /// Add or replace targets of the signing role (a delegated role; its keys sign)
     UpdateDelegatedTargets {
         /// Input folder of targets to add (repeatable)
-        #[arg(short = 'a', long = "add-targets", value_name = "DIR", required = true)]
+        #[arg(
+            short = 'a',
+            visible_short_alias = 't',
+            long = "add-targets",
+            value_name = "DIR",
+            required = true
+        )]
         add_targets: Vec<PathBuf>,
         /// Let an input replace an existing target with different content
         #[arg(long)]
@@ -93,10 +104,15 @@ pub enum DelegationCommand {
     /// Trust another key for a role the signing role delegates to
     AddKey {
         /// The delegated role
-        #[arg(long = "delegated-role", value_name = "ROLE")]
+        #[arg(short = 'd', long = "delegated-role", value_name = "ROLE")]
         delegated_role: String,
         /// Key to trust: a public key JSON file or a key source (repeatable)
-        #[arg(long = "delegated-key", value_name = "KEY", required = true)]
+        #[arg(
+            long = "delegated-key",
+            visible_alias = "new-key",
+            value_name = "KEY",
+            required = true
+        )]
         delegated_keys: Vec<String>,
         /// Arguments of this group.
         #[command(flatten)]
@@ -108,7 +124,7 @@ pub enum DelegationCommand {
         #[arg(long = "keyid", value_name = "ID")]
         keyid: Decoded<Hex>,
         /// Only for this delegated role
-        #[arg(long = "delegated-role", value_name = "ROLE")]
+        #[arg(short = 'd', long = "delegated-role", value_name = "ROLE")]
         delegated_role: Option<String>,
         /// Arguments of this group.
         #[command(flatten)]
@@ -117,7 +133,7 @@ pub enum DelegationCommand {
     /// Remove a delegation (and the roles below it)
     Remove {
         /// The delegated role to remove
-        #[arg(long = "delegated-role", value_name = "ROLE")]
+        #[arg(short = 'd', long = "delegated-role", value_name = "ROLE")]
         delegated_role: String,
         /// Arguments of this group.
         #[command(flatten)]

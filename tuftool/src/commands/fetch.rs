@@ -21,6 +21,9 @@ pub struct DownloadArgs {
     /// Target to download (repeatable); default: every target, delegated ones included
     #[arg(short = 'n', long = "target-name", value_name = "NAME")]
     pub target_names: Vec<String>,
+    /// Arguments of this group.
+    #[command(flatten)]
+    pub root_download: RootDownloadArgs,
 }
 
 /// `clone`.
@@ -39,8 +42,19 @@ pub struct CloneArgs {
     #[arg(short = 't', long = "targets-url", value_name = "URL", value_parser = parse_url)]
     pub targets_url: Option<Url>,
     /// Target to clone (repeatable); default: every target
-    #[arg(short = 'n', long = "target-name", value_name = "NAME")]
+    #[arg(
+        short = 'n',
+        long = "target-name",
+        visible_alias = "target-names",
+        value_name = "NAME"
+    )]
     pub target_names: Vec<String>,
+    /// Metadata only (the default without --targets-dir; the reference tuftool's flag)
+    #[arg(long, conflicts_with = "targets_dir")]
+    pub metadata_only: bool,
+    /// Arguments of this group.
+    #[command(flatten)]
+    pub root_download: RootDownloadArgs,
     /// Also place targets whose names have a folder at tough's `<sha256>.dir/file`, for
     /// tough-based clients (the spec's `dir/<sha256>.file` is always written)
     #[arg(long, requires = "targets_dir")]
@@ -54,12 +68,40 @@ pub struct TransferArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
     /// Signed root of the new repository
-    #[arg(long = "new-root", value_name = "PATH")]
+    #[arg(short = 'n', long = "new-root", value_name = "PATH")]
     pub new_root: PathBuf,
+    /// Targets base (accepted for the reference tuftool's scripts; no target is read)
+    #[arg(short = 't', long = "targets-url", value_name = "URL", value_parser = parse_url)]
+    pub targets_url: Option<Url>,
+}
+
+/// The reference tuftool's root download (trust on first use). Accepted so its scripts run;
+/// when the `-r` file exists (the usual case) nothing changes. Without it the command fails:
+/// a root fetched from the repository it is meant to verify proves nothing.
+#[derive(Debug, Clone, Args)]
+pub struct RootDownloadArgs {
+    /// Reference flag: download the root when the -r file is missing (refused: see above)
+    #[arg(long)]
+    pub allow_root_download: bool,
+    /// Reference flag: the root version to download
+    #[arg(long, value_name = "N", requires = "allow_root_download")]
+    pub root_version: Option<std::num::NonZeroU64>,
+}
+
+impl RootDownloadArgs {
+    /// Refuse a root download the reference would have made.
+    fn check(&self, load: &LoadArgs) -> Result<()> {
+        snafu::ensure!(
+            !self.allow_root_download || load.root.exists(),
+            crate::error::RootDownloadSnafu { path: &load.root }
+        );
+        Ok(())
+    }
 }
 
 /// Run `download`.
 pub async fn download(a: &DownloadArgs) -> Result<Outcome> {
+    a.root_download.check(&a.load)?;
     let location = a.load.location(Some(a.targets_url.clone()), false);
     Ok(Outcome::Download(
         fetch::download(&location, &a.target_names, &a.outdir).await?,
@@ -68,6 +110,7 @@ pub async fn download(a: &DownloadArgs) -> Result<Outcome> {
 
 /// Run `clone`.
 pub async fn clone(a: &CloneArgs) -> Result<Outcome> {
+    a.root_download.check(&a.load)?;
     let location = a.load.location(a.targets_url.clone(), false);
     Ok(Outcome::Clone(
         fetch::clone_repo(

@@ -17,7 +17,12 @@ pub struct CreateArgs {
     pub keys: KeyArgs,
     /// Input folder; every file below it becomes a target named by its relative path
     /// (repeatable; two inputs with the same name are an error)
-    #[arg(short = 'a', long = "add-targets", value_name = "DIR")]
+    #[arg(
+        short = 'a',
+        visible_short_alias = 't',
+        long = "add-targets",
+        value_name = "DIR"
+    )]
     pub add_targets: Vec<PathBuf>,
     /// Output folder: metadata/ and targets/ are written below it
     #[arg(short = 'o', long = "outdir", value_name = "DIR")]
@@ -37,7 +42,12 @@ pub struct UpdateArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
     /// Input folder of targets to add (repeatable)
-    #[arg(short = 'a', long = "add-targets", value_name = "DIR")]
+    #[arg(
+        short = 'a',
+        visible_short_alias = 't',
+        long = "add-targets",
+        value_name = "DIR"
+    )]
     pub add_targets: Vec<PathBuf>,
     /// Target name to remove (repeatable)
     #[arg(long = "remove-target", value_name = "NAME")]

@@ -57,6 +57,8 @@ pub enum RootCommand {
     },
     /// Generate a key, store it (file created 0600, or SSM), and add it to roles
     GenKey(GenKeyArgs),
+    /// The reference tuftool's spelling of `gen-key --type rsaN`: an RSA key of `-b` bits
+    GenRsaKey(GenRsaKeyArgs),
     /// Sign root.json (keeps other signatures; checks thresholds)
     Sign(SignArgs),
 }
@@ -88,24 +90,71 @@ pub struct AddKeyArgs {
     /// Public key file (a TUF key JSON object, as printed by gen-key --json)
     #[arg(long = "public-key", value_name = "FILE")]
     pub public_keys: Vec<PathBuf>,
-    /// Roles to add the keys to
-    #[arg(short = 'R', long = "role", value_enum, required = true)]
+    /// Arguments of this group.
+    #[command(flatten)]
+    pub roles: RoleArgs,
+}
+
+/// `-R/--role` (the reference's `-r`), repeatable, at least one.
+#[derive(Debug, Args)]
+pub struct RoleArgs {
+    /// Roles to add the key(s) to
+    #[arg(
+        short = 'R',
+        visible_short_alias = 'r',
+        long = "role",
+        value_enum,
+        required = true
+    )]
     pub roles: Vec<TopRole>,
+}
+
+/// The root, the new key's destination and its roles: what `root gen-key` and
+/// `root gen-rsa-key` share.
+#[derive(Debug, Args)]
+pub struct NewKeyArgs {
+    /// root.json to add the key to
+    pub path: PathBuf,
+    /// Where to store the private key: a new file, or aws-ssm://PROFILE/NAME (PROFILE may be empty)
+    pub key: KeySource,
+    /// Arguments of this group.
+    #[command(flatten)]
+    pub roles: RoleArgs,
 }
 
 /// `root gen-key`.
 #[derive(Debug, Args)]
 pub struct GenKeyArgs {
-    /// root.json to add the key to
-    pub path: PathBuf,
-    /// Where to store the private key: a new file, or aws-ssm://PROFILE/NAME (PROFILE may be empty)
-    pub key: KeySource,
+    /// Arguments of this group.
+    #[command(flatten)]
+    pub new: NewKeyArgs,
     /// Key type
     #[arg(long = "type", value_enum, default_value_t = KeyType::Ed25519)]
     pub key_type: KeyType,
-    /// Roles to add the key to
-    #[arg(short = 'R', long = "role", value_enum, required = true)]
-    pub roles: Vec<TopRole>,
+}
+
+/// `root gen-rsa-key` (the reference tuftool's command).
+#[derive(Debug, Args)]
+pub struct GenRsaKeyArgs {
+    /// Arguments of this group.
+    #[command(flatten)]
+    pub new: NewKeyArgs,
+    /// Modulus size: 2048, 3072 or 4096
+    #[arg(short = 'b', long = "bits", default_value_t = 2048, value_parser = rsa_bits)]
+    pub bits: u16,
+}
+
+async fn gen_key(new: &NewKeyArgs, key_type: KeyType) -> Result<root::GenKeyReport> {
+    root::gen_key(Some(&new.path), key_type, &new.key, &new.roles.roles).await
+}
+
+fn rsa_bits(text: &str) -> std::result::Result<u16, String> {
+    match text {
+        "2048" => Ok(2048),
+        "3072" => Ok(3072),
+        "4096" => Ok(4096),
+        _ => Err(format!("{text}: RSA keys are 2048, 3072 or 4096 bits")),
+    }
 }
 
 /// `root sign`.
@@ -169,7 +218,7 @@ pub async fn run(cmd: &RootCommand, now: jiff::Timestamp) -> Result<Outcome> {
                 return crate::error::NoKeysSnafu.fail();
             }
             for (keyid, key) in &found {
-                root::add_key(&a.path, keyid, key, &a.roles)?;
+                root::add_key(&a.path, keyid, key, &a.roles.roles)?;
                 added.push(hex::encode(keyid));
             }
             Outcome::KeysAdded {
@@ -180,8 +229,14 @@ pub async fn run(cmd: &RootCommand, now: jiff::Timestamp) -> Result<Outcome> {
         RootCommand::RemoveKey { path, keyid, role } => {
             Outcome::root(path, &root::remove_key(path, keyid, *role)?)
         }
-        RootCommand::GenKey(a) => {
-            Outcome::GenKey(root::gen_key(Some(&a.path), a.key_type, &a.key, &a.roles).await?)
+        RootCommand::GenKey(a) => Outcome::GenKey(gen_key(&a.new, a.key_type).await?),
+        RootCommand::GenRsaKey(a) => {
+            let key_type = match a.bits {
+                4096 => KeyType::Rsa4096,
+                3072 => KeyType::Rsa3072,
+                _ => KeyType::Rsa2048,
+            };
+            Outcome::GenKey(gen_key(&a.new, key_type).await?)
         }
         RootCommand::Sign(a) => Outcome::RootSigned(
             root::sign_root(

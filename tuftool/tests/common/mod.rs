@@ -166,3 +166,12 @@ pub fn refs(v: &[String]) -> Vec<&str> {
 pub fn strings(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|x| (*x).to_owned()).collect()
 }
+
+/// `tuftool create` of `input` into `repo`, signed with `keys`' online keys, every role
+/// expiring in two weeks.
+pub fn create_repo(keys: &Keys, input: &Path, repo: &Path) {
+    let mut args = strings(&["create", "-r", s(&keys.root), "-a", s(input), "-o", s(repo)]);
+    args.extend(strings(&["--expires", "in 2 weeks"]));
+    args.extend(keys.online());
+    ok(&refs(&args));
+}
