@@ -287,6 +287,22 @@ pub enum Error {
         url: String,
     },
 
+    /// A target in the output folder no longer holds the bytes its content-addressed name
+    /// (and the signed metadata) says.
+    #[snafu(display(
+        "{} does not hold what its name says: SHA-256 {actual}, named {named} \
+         (the output folder changed after signing; re-run `pubsys repo`)",
+        path.display()
+    ))]
+    TargetChanged {
+        /// The local file.
+        path: std::path::PathBuf,
+        /// The SHA-256 in its name.
+        named: String,
+        /// Its SHA-256 now.
+        actual: String,
+    },
+
     /// No region is known for S3.
     #[snafu(display(
         "No region for S3: set [aws.s3.NAME].region with the repository's \

@@ -15,8 +15,12 @@
 //! points only at metadata that is already complete; a failure part-way therefore leaves the
 //! published repository valid, and running the upload again finishes it.
 //!
-//! An object that is already present with the same size and SHA-256 (our `sha256` object
-//! metadata, or for a `<sha256>.<name>` target its name) is skipped. A versioned or
+//! Targets in sub-folders (names with folders, placed at the spec's `dir/<sha256>.file`) go
+//! up under the same relative key. Every local file is hashed before it is sent, and a target
+//! whose bytes no longer match its content-addressed name is refused (the folder changed after
+//! signing). An object that is already present with the same size and SHA-256 (our `sha256`
+//! object metadata; without it, the object is read back and hashed: a name is a claim, not a
+//! proof) is skipped. A versioned or
 //! content-addressed object (`N.*.json`, `<sha256>.<name>`) that is present with *different*
 //! content is never overwritten: that would change metadata hosts may already trust, so it is
 //! an error that names the key.
@@ -254,24 +258,33 @@ fn version_of(name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn files_in(dir: &Path) -> Result<Vec<(String, PathBuf, u64)>> {
+/// The regular files directly in `dir` (symlinks followed: targets may link into the build
+/// folder), as (name, path, size); with `recursive`, also those in its sub-folders, named by
+/// their `/`-separated path below `dir` (targets whose names have a folder live there, at
+/// the spec's `dir/<sha256>.file`).
+fn files_in(dir: &Path, recursive: bool) -> Result<Vec<(String, PathBuf, u64)>> {
     let mut files = Vec::new();
     if !dir.exists() {
         return Ok(files);
     }
-    for entry in std::fs::read_dir(dir).context(error::ReadConfigSnafu { path: dir })? {
-        let entry = entry.context(error::ReadConfigSnafu { path: dir })?;
-        let path = entry.path();
-        // Follow symlinks: targets may link into the build folder.
-        let meta = std::fs::metadata(&path).context(error::ReadConfigSnafu { path: &path })?;
-        if !meta.is_file() {
-            continue;
+    let mut pending = vec![(dir.to_path_buf(), String::new())];
+    while let Some((folder, prefix)) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).context(error::ReadConfigSnafu { path: &folder })? {
+            let entry = entry.context(error::ReadConfigSnafu { path: &folder })?;
+            let path = entry.path();
+            let meta = std::fs::metadata(&path).context(error::ReadConfigSnafu { path: &path })?;
+            let Some(name) = entry.file_name().to_str().map(|n| format!("{prefix}{n}")) else {
+                tracing::warn!(path = %path.display(), "skipping a file whose name is not UTF-8");
+                continue;
+            };
+            if meta.is_dir() && recursive {
+                pending.push((path, format!("{name}/")));
+            } else if meta.is_file() {
+                files.push((name, path, meta.len()));
+            }
         }
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        files.push((name, path, meta.len()));
     }
+    files.sort();
     Ok(files)
 }
 
@@ -292,7 +305,7 @@ pub fn plan(
     );
     let targets = destination.join("targets");
     let metadata = destination.join(&format!("{variant}/{arch}"));
-    let mut items: Vec<UploadItem> = files_in(&outdir.join("targets"))?
+    let mut items: Vec<UploadItem> = files_in(&outdir.join("targets"), true)?
         .into_iter()
         .map(|(name, path, size)| UploadItem {
             key: targets.key(&name),
@@ -302,7 +315,7 @@ pub fn plan(
         })
         .collect();
     items.extend(
-        files_in(&metadata_dir)?
+        files_in(&metadata_dir, false)?
             .into_iter()
             .filter(|(name, _, _)| name.ends_with(".json"))
             .map(|(name, path, size)| UploadItem {
@@ -441,13 +454,12 @@ async fn already_present(
         local_sha256 = sha256,
         "object exists"
     );
-    let name = item.key.rsplit('/').next().unwrap_or(&item.key);
     let same = match recorded {
         Some(recorded) => size_matches && recorded == sha256,
-        // Uploaded by another tool: a content-addressed name vouches for the content; small
-        // metadata files are compared byte for byte.
-        None if item.kind == FileKind::Target => {
-            size_matches && sha256_prefix(name) == Some(sha256)
+        // Uploaded by another tool: the object is read back and compared (a content-addressed
+        // name is a claim, not a proof), targets by SHA-256, small metadata byte for byte.
+        None if size_matches && item.kind == FileKind::Target => {
+            remote_sha256(client, bucket, &item.key).await? == sha256
         }
         None if size_matches => {
             let object = client
@@ -476,6 +488,27 @@ async fn already_present(
         }
     );
     Ok(same)
+}
+
+/// The SHA-256 (hex) of the object at `key`, read back in a stream.
+async fn remote_sha256(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<String> {
+    let object = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| s3_error("GetObject", bucket, key, e))?;
+    let mut body = object.body;
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    while let Some(chunk) = body
+        .try_next()
+        .await
+        .map_err(|e| s3_error("GetObject", bucket, key, e))?
+    {
+        context.update(&chunk);
+    }
+    Ok(hex::encode(context.finish().as_ref()))
 }
 
 async fn put(
@@ -514,17 +547,24 @@ async fn publish_one(
     bar: &indicatif::ProgressBar,
 ) -> Result<UploadedFile> {
     let name = item.key.rsplit('/').next().unwrap_or(&item.key);
-    let sha256 = match sha256_prefix(name) {
-        // tuftool hashed a content-addressed target when it named it: no second read of a
-        // possibly large image.
-        Some(hash) if item.kind == FileKind::Target => hash.to_ascii_lowercase(),
-        _ => {
-            let path = item.path.clone();
-            tokio::task::spawn_blocking(move || sha256_file(&path))
-                .await
-                .context(error::JoinSnafu)??
-        }
-    };
+    // Every file is hashed as it is now: the output folder may have changed since it was
+    // signed, and a content-addressed name is checked against the bytes, not believed.
+    let path = item.path.clone();
+    let sha256 = tokio::task::spawn_blocking(move || sha256_file(&path))
+        .await
+        .context(error::JoinSnafu)??;
+    if item.kind == FileKind::Target
+        && let Some(named) = sha256_prefix(name)
+    {
+        ensure!(
+            named.eq_ignore_ascii_case(&sha256),
+            error::TargetChangedSnafu {
+                path: &item.path,
+                named,
+                actual: &sha256,
+            }
+        );
+    }
     let outcome = if already_present(client, bucket, item, &sha256).await? {
         tracing::debug!(key = %item.key, "already present");
         Outcome::Present
@@ -633,6 +673,10 @@ mod tests {
         }
         let hashed = format!("{}.root.ext4.lz4", "ab".repeat(32));
         std::fs::write(dir.path().join("targets").join(&hashed), "x").unwrap();
+        // A target whose name has folders sits in sub-folders (the spec's dir/<sha256>.file).
+        let nested = format!("extra/deep/{}.tool", "cd".repeat(32));
+        std::fs::create_dir_all(dir.path().join("targets/extra/deep")).unwrap();
+        std::fs::write(dir.path().join("targets").join(&nested), "y").unwrap();
         let dest = S3Location::parse(&"s3://bucket/repo".parse().unwrap()).unwrap();
         let items = plan(dir.path(), "v", "x86_64", &dest).unwrap();
         let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
@@ -640,6 +684,7 @@ mod tests {
             keys,
             [
                 format!("repo/targets/{hashed}").as_str(),
+                format!("repo/targets/{nested}").as_str(),
                 "repo/v/x86_64/2.root.json",
                 "repo/v/x86_64/10.root.json",
                 "repo/v/x86_64/1.role.json",
@@ -649,7 +694,7 @@ mod tests {
             ]
         );
         let immutable: Vec<bool> = items.iter().map(UploadItem::immutable).collect();
-        assert_eq!(immutable, [true, true, true, true, true, true, false]);
+        assert_eq!(immutable, [true, true, true, true, true, true, true, false]);
         // Nothing signed yet: a clear error, not an empty upload.
         assert!(plan(dir.path(), "other", "x86_64", &dest).is_err());
     }

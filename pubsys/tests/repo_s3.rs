@@ -171,6 +171,25 @@ impl Release {
         .to_vec()
     }
 
+    /// `upload-repo` of the signed folder `outdir` to this test's bucket.
+    fn upload_args(&self, outdir: &Path) -> Vec<String> {
+        [
+            "--infra-config",
+            s(&self.infra),
+            "upload-repo",
+            "--variant",
+            "aws-dev",
+            "--arch",
+            "x86_64",
+            "--outdir",
+            s(outdir),
+            "--to",
+            &dest(&self.world),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
     fn location_args(&self) -> Vec<String> {
         [
             "--variant",
@@ -368,19 +387,8 @@ fn a_publish_that_fails_part_way_leaves_the_repository_valid_and_can_be_finished
     world.proxy.set_rules(vec![
         Rule::sometimes(0.25, Action::ServerError).service("s3"),
     ]);
-    let upload = [
-        "--infra-config",
-        s(&release.infra),
-        "upload-repo",
-        "--variant",
-        "aws-dev",
-        "--arch",
-        "x86_64",
-        "--outdir",
-        s(&out2),
-        "--to",
-        &dest(world),
-    ];
+    let upload = release.upload_args(&out2);
+    let upload = strs(&upload);
     let finished = json_ok(world, &upload);
     assert!(world.proxy.faults() > 0, "faults were injected");
     let files = finished["files"].as_array().unwrap();
@@ -431,4 +439,85 @@ fn a_publish_that_fails_part_way_leaves_the_repository_valid_and_can_be_finished
     ]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no timestamp.json"));
+}
+
+#[test]
+fn upload_checks_target_bytes_against_their_names_locally_and_in_the_bucket() {
+    let release = Release::new();
+    let world = &release.world;
+    let out = world.path("out");
+    // Sign without uploading (the last two arguments are `--upload DEST`).
+    let mut args = release.repo_args("1.0.0", &out);
+    args.truncate(args.len() - 2);
+    json_ok(world, &strs(&args));
+    let manifest = std::fs::read_dir(out.join("targets"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".manifest.json"))
+        .unwrap();
+    let name = manifest.file_name().unwrap().to_str().unwrap().to_owned();
+    let good = std::fs::read(&manifest).unwrap();
+    let upload = release.upload_args(&out);
+    let upload = strs(&upload);
+    let client = s3_client(world);
+    let exists = |key: &str| {
+        block_on(async {
+            client
+                .head_object()
+                .bucket(bucket(world))
+                .key(key)
+                .send()
+                .await
+                .is_ok()
+        })
+    };
+
+    // An object put by another tool (without our sha256 metadata) under the manifest's key.
+    let put_foreign = |bytes: Vec<u8>| {
+        block_on(async {
+            client
+                .put_object()
+                .bucket(bucket(world))
+                .key(format!("repo/targets/{name}"))
+                .body(bytes.into())
+                .send()
+                .await
+                .unwrap();
+        });
+    };
+
+    // The signed folder changed since: the upload refuses before any metadata goes up.
+    let mut tampered = good.clone();
+    tampered[0] ^= 0x20;
+    std::fs::write(&manifest, &tampered).unwrap();
+    let output = world.run(&upload);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("does not hold what its name says"),
+        "{stderr}"
+    );
+    assert!(!exists("repo/aws-dev/x86_64/timestamp.json"));
+    assert!(!exists(&format!("repo/targets/{name}")));
+    std::fs::write(&manifest, &good).unwrap();
+
+    // In the bucket, another tool's object of the same size (no sha256 metadata of ours)
+    // under the content-addressed key: read back and refused, not believed by its name.
+    put_foreign(tampered.clone());
+    let output = world.run(&upload);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("different content"), "{stderr}");
+    assert!(!exists("repo/aws-dev/x86_64/timestamp.json"));
+
+    // The same bytes uploaded by another tool are recognised as present.
+    put_foreign(good.clone());
+    let report = json_ok(world, &upload);
+    let files = report["files"].as_array().unwrap();
+    let manifest_file = files
+        .iter()
+        .find(|f| f["url"].as_str().unwrap().ends_with(&name))
+        .unwrap();
+    assert_eq!(manifest_file["outcome"], "present");
+    assert_eq!(versions(&manifest_over_s3(world, &release.root)), ["1.0.0"]);
 }
