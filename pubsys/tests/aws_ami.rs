@@ -274,6 +274,81 @@ async fn a_run_killed_during_the_copies_is_finished_by_a_rerun() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_rebuilt_image_under_an_old_name_gets_neither_the_old_snapshot_nor_the_old_ami() {
+    // Run 1 is killed while its RegisterImage hangs: the snapshot of image A is complete and
+    // tagged with the name, but no AMI exists.
+    let world = World::with_rules(vec![
+        Rule::always(Action::Delay(Duration::from_secs(120))).operation("RegisterImage"),
+    ]);
+    let image = world.path("os.img");
+    sparse_image(&image, 8 << 20, &[(1, 0x11)]);
+    let out = world.path("amis.json");
+    let name = "rebuilt-test";
+    let mut args = ami_args(&world, image.to_str().unwrap(), out.to_str().unwrap(), name);
+    args.extend(["--regions", "us-west-2"].iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = world
+        .pubsys()
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // The snapshot is tagged complete just before RegisterImage (which then hangs).
+    let complete = || {
+        world
+            .proxy
+            .forwarded("CreateTags")
+            .iter()
+            .any(|r| r.body_text().contains("complete"))
+    };
+    while !complete() {
+        assert!(Instant::now() < deadline, "the snapshot never completed");
+        assert!(child.try_wait().unwrap().is_none(), "pubsys ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Image B under the same name: A's snapshot is not reused, B is uploaded and registered.
+    sparse_image(&image, 8 << 20, &[(1, 0x22)]);
+    world.proxy.set_rules(Vec::new());
+    world.proxy.clear_log();
+    assert!(world.run(&args).status.success());
+    assert_eq!(
+        world.sent("StartSnapshot"),
+        1,
+        "B is uploaded, not A's snapshot reused"
+    );
+    let block = &world.proxy.forwarded("PutSnapshotBlock")[0];
+    let new_snapshot = block.path.split('/').nth(2).unwrap().to_owned();
+    let register = &world.proxy.forwarded("RegisterImage")[0];
+    assert_eq!(
+        register
+            .param("BlockDeviceMapping.1.Ebs.SnapshotId")
+            .as_deref(),
+        Some(new_snapshot.as_str())
+    );
+
+    // Image C under the same name: the AMI exists, made from B: refused, nothing registered.
+    sparse_image(&image, 8 << 20, &[(1, 0x33)]);
+    world.proxy.clear_log();
+    let output = world.run(&args);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("made from other images"), "{stderr}");
+    assert_eq!(world.sent("RegisterImage") + world.sent("StartSnapshot"), 0);
+
+    // B again: the AMI holds exactly B, so it is reused as it is.
+    sparse_image(&image, 8 << 20, &[(1, 0x22)]);
+    world.proxy.clear_log();
+    assert!(world.run(&args).status.success());
+    assert_eq!(world.sent("RegisterImage") + world.sent("StartSnapshot"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn publish_ami_grants_revokes_and_merges_and_validate_ami_checks() {
     let world = World::new();
     let image = world.path("os.img");

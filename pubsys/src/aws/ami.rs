@@ -3,9 +3,13 @@
 //!
 //! Resumable: every step first looks for what a previous run left.
 //! * AMIs are found **by name** in each region (more than one is an error, never guessed).
-//! * Snapshots are tagged `pubsys:ami-name` / `pubsys:volume` when started and
-//!   `pubsys:upload=complete` once complete; a re-run reuses a complete one and deletes
-//!   incomplete leftovers.
+//! * Snapshots are tagged `pubsys:ami-name` / `pubsys:volume` / `pubsys:image-size` when
+//!   started and `pubsys:upload=complete` + `pubsys:checksum` once complete; a re-run reuses a
+//!   complete one only when its checksum and size are the image's (a rebuilt image under the
+//!   same name is uploaded anew), and deletes incomplete leftovers.
+//! * An AMI found by name is reused only when its snapshots record exactly this publish's
+//!   images; otherwise the run stops with an error naming it (choose a new name or
+//!   deregister it).
 //! * `RegisterImage`/`CopyImage` answering `InvalidAMIName.Duplicate` (a retried call whose
 //!   first answer was lost) is treated as "maybe done": the AMI is looked up by name.
 //! * `CopyImage` carries a client token derived from the name and region (idempotent on AWS).
@@ -42,6 +46,147 @@ pub const TAG_VOLUME: &str = "pubsys:volume";
 pub const TAG_UPLOAD: &str = "pubsys:upload";
 /// Tag on snapshots: the LINEAR aggregate SHA-256 of the upload.
 pub const TAG_CHECKSUM: &str = "pubsys:checksum";
+/// Tag on snapshots: the image's size in bytes.
+pub const TAG_IMAGE_SIZE: &str = "pubsys:image-size";
+
+/// The value of tag `key` among `tags`.
+fn tag_value<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// Whether a snapshot's tags record exactly `identity` (checksum and size).
+fn records(tags: &[aws_sdk_ec2::types::Tag], identity: &snapshot::Identity) -> bool {
+    tag_value(tags, TAG_CHECKSUM) == Some(identity.checksum.as_str())
+        && tag_value(tags, TAG_IMAGE_SIZE) == Some(identity.size.to_string().as_str())
+}
+
+/// The AMI's record of the images it was made from: `pubsys:VOLUME-checksum` and
+/// `pubsys:VOLUME-size` for each volume.
+fn content_tags(content: &[(&'static str, snapshot::Identity)]) -> Vec<aws_sdk_ec2::types::Tag> {
+    content
+        .iter()
+        .flat_map(|(volume, identity)| {
+            [
+                tag(&format!("pubsys:{volume}-checksum"), &identity.checksum),
+                tag(&format!("pubsys:{volume}-size"), &identity.size.to_string()),
+            ]
+        })
+        .collect()
+}
+
+/// What an AMI is made from: each volume (`os`, `data`) and its image's identity.
+type Content = Vec<(&'static str, snapshot::Identity)>;
+
+/// The identity of every local image of this publish, by volume (`os`, `data`).
+async fn local_identities(args: &AmiArgs) -> Result<Content> {
+    let mut volumes = vec![("os", args.os_image.clone())];
+    if let Some(data) = &args.data_image {
+        volumes.push(("data", data.clone()));
+    }
+    let mut identities = Vec::new();
+    for (volume, path) in volumes {
+        let identity = tokio::task::spawn_blocking(move || snapshot::identity(&path))
+            .await
+            .context(error::JoinSnafu)??;
+        identities.push((volume, identity));
+    }
+    Ok(identities)
+}
+
+/// An AMI found by name may be reused only when its snapshots record exactly the images of
+/// this publish (a rebuilt image under an old name must not get the old AMI).
+async fn check_existing_content(
+    ec2: &aws_sdk_ec2::Client,
+    region: &str,
+    image: &aws_sdk_ec2::types::Image,
+    args: &AmiArgs,
+) -> Result<Content> {
+    let image_id = image.image_id().unwrap_or_default();
+    let differs = |why: String| {
+        error::ExistingContentSnafu {
+            image_id,
+            name: &args.name,
+            region,
+            why,
+        }
+        .fail()
+    };
+    let local = local_identities(args).await?;
+    // The AMI's own record (written at registration; moto, unlike EC2, gives a registered
+    // AMI copies of the snapshots, so the AMI's tags are what both keep).
+    let recorded = |volume: &str, what: &str| {
+        tag_value(image.tags(), &format!("pubsys:{volume}-{what}")).map(str::to_owned)
+    };
+    if recorded("os", "checksum").is_some() {
+        for volume in ["os", "data"] {
+            let mine = local.iter().find(|(v, _)| *v == volume).map(|(_, i)| i);
+            let theirs = (recorded(volume, "checksum"), recorded(volume, "size"));
+            let same = match (mine, &theirs) {
+                (None, (None, None)) => true,
+                (Some(identity), (Some(checksum), Some(size))) => {
+                    *checksum == identity.checksum && *size == identity.size.to_string()
+                }
+                _ => false,
+            };
+            if !same {
+                return differs(format!(
+                    "it records {volume} checksum {:?} and size {:?}, this publish {:?}",
+                    theirs.0,
+                    theirs.1,
+                    mine.map(|i| (&i.checksum, i.size))
+                ));
+            }
+        }
+        return Ok(local);
+    }
+    // An AMI without that record: what its snapshots record.
+    let ids = snapshot_ids(image);
+    let snapshots = if ids.is_empty() {
+        Vec::new()
+    } else {
+        ec2.describe_snapshots()
+            .set_snapshot_ids(Some(ids))
+            .send()
+            .await
+            .map_err(super::error::sdk)
+            .context(error::CallSnafu {
+                operation: "DescribeSnapshots",
+                region,
+            })?
+            .snapshots()
+            .to_vec()
+    };
+    if snapshots.len() != local.len() {
+        return differs(format!(
+            "it has {} snapshot(s), this publish {} image(s)",
+            snapshots.len(),
+            local.len()
+        ));
+    }
+    for (volume, identity) in &local {
+        let found = snapshots
+            .iter()
+            .find(|s| tag_value(s.tags(), TAG_VOLUME) == Some(*volume));
+        match found {
+            Some(s) if records(s.tags(), identity) => {}
+            Some(s) => {
+                return differs(format!(
+                    "its {volume} snapshot {} records checksum {:?} and size {:?}, the image \
+                     has {} and {}",
+                    s.snapshot_id().unwrap_or_default(),
+                    tag_value(s.tags(), TAG_CHECKSUM),
+                    tag_value(s.tags(), TAG_IMAGE_SIZE),
+                    identity.checksum,
+                    identity.size
+                ));
+            }
+            None => return differs(format!("no snapshot of it records the {volume} image")),
+        }
+    }
+    Ok(local)
+}
 
 /// Boot mode to register with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -369,17 +514,19 @@ pub async fn run(args: &AmiArgs, context: &Context) -> Result<AmiReport> {
             Some(image) => {
                 let id = ec2::image_id(&image, "DescribeImages", base.as_str())?.to_owned();
                 check_arch(&image, args, base.as_str())?;
-                tracing::warn!(
+                let content =
+                    check_existing_content(&ec2_base, base.as_str(), &image, args).await?;
+                tracing::info!(
                     image_id = %id,
                     region = %base,
-                    "an AMI named '{}' already exists; reusing it (its content is not checked)",
+                    "an AMI named '{}' holding these images exists already; reusing it",
                     args.name
                 );
-                Ok((id, true, Vec::new()))
+                Ok((id, true, Vec::new(), content))
             }
             None => {
-                let (id, uploaded) = create_base(args, &aws, base.as_str(), wait).await?;
-                Ok::<_, error::Error>((id, false, uploaded))
+                let (id, uploaded, content) = create_base(args, &aws, base.as_str(), wait).await?;
+                Ok::<_, error::Error>((id, false, uploaded, content))
             }
         }
     };
@@ -398,12 +545,12 @@ pub async fn run(args: &AmiArgs, context: &Context) -> Result<AmiReport> {
         .buffer_unordered(args.copy_concurrency.max(1))
         .collect::<std::collections::HashMap<&str, Option<Option<aws_sdk_ec2::types::Image>>>>();
     let (base_result, mut prefetched) = tokio::join!(base_work, lookups);
-    let (base_id, existing, uploaded) = base_result?;
+    let (base_id, existing, uploaded, content) = base_result?;
     report.uploaded = uploaded;
     recorder.record(base.as_str(), Image::new(&base_id, &args.name))?;
     let base_image = wait_for_image(&ec2_base, base.as_str(), &base_id, wait).await?;
     let (_, base_record) = tokio::try_join!(
-        finish_image(&ec2_base, base.as_str(), &base_image, args),
+        finish_image(&ec2_base, base.as_str(), &base_image, args, &content),
         describe_record(&ec2_base, base.as_str(), &base_id, &args.name)
     )?;
     recorder.record(base.as_str(), base_record)?;
@@ -442,6 +589,7 @@ pub async fn run(args: &AmiArgs, context: &Context) -> Result<AmiReport> {
                 let base_id = base_id.as_str();
                 let base_snapshots = &base_snapshots;
                 let base_account = base_account.as_deref();
+                let content = content.as_slice();
                 async move {
                     let mut outcome = RegionOutcome {
                         region: region.to_string(),
@@ -458,6 +606,7 @@ pub async fn run(args: &AmiArgs, context: &Context) -> Result<AmiReport> {
                             base_id,
                             base_snapshots,
                             base_account,
+                            content,
                             region: region.as_str(),
                             wait: copy_wait,
                             prefetched,
@@ -510,7 +659,7 @@ async fn create_base(
     aws: &AwsContext,
     region: &str,
     wait: WaitSettings,
-) -> Result<(String, Vec<snapshot::Uploaded>)> {
+) -> Result<(String, Vec<snapshot::Uploaded>, Content)> {
     let ec2 = aws
         .ec2(region)
         .await
@@ -533,9 +682,10 @@ async fn create_base(
         volumes.push(("data", data.clone(), args.data_volume_size));
     }
     let mut mappings = Vec::new();
+    let mut content = Vec::new();
     for (volume, path, size_hint) in volumes {
         let result = snapshot_for(&ebs, &ec2, region, args, volume, &path, settings).await;
-        let (snapshot_id, image_gib, upload) = match result {
+        let (snapshot_id, image_gib, upload, identity) = match result {
             Ok(found) => found,
             Err(e) => {
                 delete_snapshots(&ec2, &created).await;
@@ -546,6 +696,7 @@ async fn create_base(
             created.push(snapshot_id.clone());
             uploaded.push(upload);
         }
+        content.push((volume, identity));
         let size = size_hint.map(i64::from).unwrap_or(image_gib).max(image_gib);
         let device = if volume == "os" {
             "/dev/xvda"
@@ -568,8 +719,8 @@ async fn create_base(
                 .build(),
         );
     }
-    match register(&ec2, region, args, mappings).await {
-        Ok(id) => Ok((id, uploaded)),
+    match register(&ec2, region, args, mappings, &content).await {
+        Ok(id) => Ok((id, uploaded, content)),
         Err(e) => {
             delete_snapshots(&ec2, &created).await;
             Err(e)
@@ -604,7 +755,7 @@ fn user_tags(args: &AmiArgs) -> Vec<(String, String)> {
 }
 
 /// A complete snapshot left by an earlier run, or a new upload. Returns the snapshot, the
-/// image size in GiB and the upload (when one happened).
+/// image size in GiB, the upload (when one happened) and the image's identity.
 async fn snapshot_for(
     ebs: &aws_sdk_ebs::Client,
     ec2: &aws_sdk_ec2::Client,
@@ -613,11 +764,15 @@ async fn snapshot_for(
     volume: &str,
     path: &Path,
     settings: UploadSettings,
-) -> Result<(String, i64, Option<snapshot::Uploaded>)> {
+) -> Result<(String, i64, Option<snapshot::Uploaded>, snapshot::Identity)> {
     let size = std::fs::metadata(path)
         .context(error::ReadFileSnafu { path })?
         .len();
     let image_gib = snapshot::volume_size_gib(size) as i64;
+    let local = path.to_owned();
+    let identity = tokio::task::spawn_blocking(move || snapshot::identity(&local))
+        .await
+        .context(error::JoinSnafu)??;
     let found = snapshot::snapshots_tagged(
         ec2,
         region,
@@ -634,7 +789,14 @@ async fn snapshot_for(
         let Some(id) = candidate.snapshot_id() else {
             continue;
         };
-        if complete && reusable.is_none() {
+        if complete && !records(candidate.tags(), &identity) {
+            // An earlier build under the same name: left alone (an AMI may use it).
+            tracing::warn!(
+                snapshot_id = id,
+                region,
+                "not reusing a snapshot of an earlier run: it records other content"
+            );
+        } else if complete && reusable.is_none() {
             reusable = Some(id.to_owned());
         } else if !complete {
             tracing::warn!(
@@ -647,15 +809,21 @@ async fn snapshot_for(
     }
     if let Some(id) = reusable {
         tracing::info!(snapshot_id = %id, region, volume, "reusing the snapshot of an earlier run");
-        return Ok((id, image_gib, None));
+        return Ok((id, image_gib, None, identity));
     }
     let mut tags = vec![
         (TAG_NAME.to_owned(), args.name.clone()),
         (TAG_VOLUME.to_owned(), volume.to_owned()),
+        (TAG_IMAGE_SIZE.to_owned(), identity.size.to_string()),
     ];
     tags.extend(user_tags(args));
     let uploaded = snapshot::upload(ebs, ec2, region, path, &tags, settings).await?;
-    Ok((uploaded.snapshot_id.clone(), image_gib, Some(uploaded)))
+    Ok((
+        uploaded.snapshot_id.clone(),
+        image_gib,
+        Some(uploaded),
+        identity,
+    ))
 }
 
 async fn register(
@@ -663,9 +831,11 @@ async fn register(
     region: &str,
     args: &AmiArgs,
     mappings: Vec<BlockDeviceMapping>,
+    content: &[(&'static str, snapshot::Identity)],
 ) -> Result<String> {
     let mut image_tags = vec![tag(TAG_NAME, &args.name)];
     image_tags.extend(args.tags.iter().map(|t| tag(&t.0, &t.1)));
+    image_tags.extend(content_tags(content));
     let mut request = ec2
         .register_image()
         .name(&args.name)
@@ -738,10 +908,12 @@ async fn finish_image(
     region: &str,
     image: &aws_sdk_ec2::types::Image,
     args: &AmiArgs,
+    content: &[(&'static str, snapshot::Identity)],
 ) -> Result<()> {
     let image_id = ec2::image_id(image, "DescribeImages", region)?;
     let mut tags = vec![tag(TAG_NAME, &args.name)];
     tags.extend(args.tags.iter().map(|t| tag(&t.0, &t.1)));
+    tags.extend(content_tags(content));
     let mut resources = vec![image_id.to_owned()];
     resources.extend(snapshot_ids(image));
     ec2::create_tags(ec2, region, resources, tags).await?;
@@ -806,6 +978,8 @@ struct CopyJob<'a> {
     base_id: &'a str,
     base_snapshots: &'a [String],
     base_account: Option<&'a str>,
+    /// What the base AMI was made from (recorded on every copy too).
+    content: &'a [(&'static str, snapshot::Identity)],
     region: &'a str,
     wait: WaitSettings,
     /// What a lookup by name found in `region` before the copies started (`None`: not
@@ -827,6 +1001,7 @@ async fn copy_to(job: CopyJob<'_>, recorder: &Recorder, outcome: &mut RegionOutc
         base_id,
         base_snapshots,
         base_account,
+        content,
         region,
         wait,
         prefetched,
@@ -903,7 +1078,7 @@ async fn copy_to(job: CopyJob<'_>, recorder: &Recorder, outcome: &mut RegionOutc
     recorder.record(region, Image::new(&id, &args.name))?;
     let image = wait_for_image(&ec2, region, &id, wait).await?;
     let (_, record) = tokio::try_join!(
-        finish_image(&ec2, region, &image, args),
+        finish_image(&ec2, region, &image, args, content),
         describe_record(&ec2, region, &id, &args.name)
     )?;
     recorder.record(region, record)?;

@@ -175,6 +175,22 @@ pub enum Error {
         actual: String,
     },
 
+    /// An AMI of this name exists, made from other images.
+    #[snafu(display(
+        "AMI {image_id} named '{name}' in {region} was made from other images ({why}); \
+         give this build a new name, or deregister that AMI"
+    ))]
+    ExistingContent {
+        /// The AMI.
+        image_id: String,
+        /// Its name.
+        name: String,
+        /// Region.
+        region: String,
+        /// What differs.
+        why: String,
+    },
+
     /// An AMI is in a failed state.
     #[snafu(display("AMI {image_id} in {region} is in state '{state}'"))]
     ImageState {

@@ -95,6 +95,35 @@ fn read_block(file: &std::fs::File, index: u64, size: u64) -> std::io::Result<Op
     }
 }
 
+/// What an image holds, as a snapshot of it records it: its exact size and the LINEAR
+/// aggregate checksum of its non-zero blocks (the `pubsys:checksum` tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Size in bytes.
+    pub size: u64,
+    /// LINEAR aggregate SHA-256, base64.
+    pub checksum: String,
+}
+
+/// Read `path` once and compute its [`Identity`]. Blocking.
+pub fn identity(path: &Path) -> Result<Identity> {
+    let file = std::fs::File::open(path).context(error::ReadFileSnafu { path })?;
+    let size = file
+        .metadata()
+        .context(error::ReadFileSnafu { path })?
+        .len();
+    let mut digests = Vec::new();
+    for index in 0..size.div_ceil(BLOCK_SIZE) {
+        if let Some(data) = read_block(&file, index, size).context(error::ReadFileSnafu { path })? {
+            digests.push(sha256(&data));
+        }
+    }
+    Ok(Identity {
+        size,
+        checksum: base64(&aggregate(&digests)),
+    })
+}
+
 /// Upload `path` as a new snapshot in `region` tagged with `tags`.
 pub async fn upload(
     ebs: &aws_sdk_ebs::Client,
