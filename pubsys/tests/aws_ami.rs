@@ -210,13 +210,7 @@ async fn a_run_killed_during_the_copies_is_finished_by_a_rerun() {
         .map(|s| s.to_string()),
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut child = world
-        .pubsys()
-        .args(&args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = world.spawn(&args);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         // The base and the first copy are recorded; with --copy-concurrency 1 the second copy
@@ -287,13 +281,7 @@ async fn a_rebuilt_image_under_an_old_name_gets_neither_the_old_snapshot_nor_the
     let mut args = ami_args(&world, image.to_str().unwrap(), out.to_str().unwrap(), name);
     args.extend(["--regions", "us-west-2"].iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut child = world
-        .pubsys()
-        .args(&args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = world.spawn(&args);
     let deadline = Instant::now() + Duration::from_secs(60);
     // The snapshot is tagged complete just before RegisterImage (which then hangs).
     let complete = || {

@@ -68,6 +68,17 @@ impl World {
         command
     }
 
+    /// Start pubsys with `args` in the background, its output discarded (for runs the test
+    /// kills part-way).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.pubsys()
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// Run pubsys with `args`; returns the output (never panics on failure).
     pub fn run(&self, args: &[&str]) -> Output {
         let output = self.pubsys().args(args).output().unwrap();
