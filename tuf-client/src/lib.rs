@@ -7,7 +7,8 @@
 //!   when their keys rotate), timestamp (rollback checks; an unchanged version keeps the
 //!   trusted copy), snapshot (length and hashes from timestamp, version, no role rollback or
 //!   removal) and top-level targets. Every verified file is persisted as it passes, byte for
-//!   byte, atomically.
+//!   byte, atomically; every verified root version is also kept in a root history
+//!   ([`Repository::root_chain`]).
 //! * [`Repository::find_target`] searches the delegation graph lazily: pre-order depth-first,
 //!   terminating delegations, a visited set, a cap on the number of roles, `paths` patterns
 //!   whose `*` never crosses `/`, `path_hash_prefixes` and succinct hash bins.

@@ -126,6 +126,7 @@ impl RepositoryLoader {
             now: self.clock.now(),
         };
         let (root, roots_fetched) = repo.update_root(self.trusted_root).await?;
+        let root_chain = repo.root_chain(&root);
         let timestamp = repo.update_timestamp(&root).await?;
         let snapshot = repo.update_snapshot(&root, &timestamp).await?;
         let targets = repo.update_targets(&root, &snapshot).await?;
@@ -138,6 +139,7 @@ impl RepositoryLoader {
             now: repo.now,
             root,
             roots_fetched,
+            root_chain,
             timestamp,
             snapshot,
             targets: Arc::new(targets),
@@ -221,10 +223,50 @@ impl Update {
         let root = Parsed::<Root>::parse("root", "root", bytes)?;
         root.validate_roles()?;
         root.verify_role("root", &root)?;
-        if !from_store {
+        if from_store {
+            // A folder written before the root history existed (or by `init`) lacks it.
+            let recorded = self.store.read_root_version(root.version())?;
+            if recorded.as_deref() != Some(root.bytes.as_slice()) {
+                self.store.write_root_version(root.version(), &root.bytes)?;
+            }
+        } else {
+            // First use: a new chain starts here.
+            self.store.clear_root_history()?;
+            self.store.write_root_version(root.version(), &root.bytes)?;
             self.store.write("root", &root.bytes)?;
         }
         Ok(root)
+    }
+
+    /// The verified root chain ending at `root`, oldest first: the history, walked down from
+    /// `root` while each older version is recorded, has the right version and is the one
+    /// whose keys signed the next. An unusable entry ends the walk (with a warning).
+    fn root_chain(&self, root: &Parsed<Root>) -> Vec<(u64, Vec<u8>)> {
+        let mut chain = vec![(root.version(), root.bytes.clone())];
+        let mut newer = root.clone();
+        while let Some(version) = newer.version().checked_sub(1).filter(|v| *v > 0) {
+            let older = match self.store.read_root_version(version) {
+                Ok(None) => break,
+                Ok(Some(bytes)) => Parsed::<Root>::parse("root", "root", bytes).and_then(|older| {
+                    older.check_version(version)?;
+                    older.verify_role("root", &newer)?;
+                    Ok(older)
+                }),
+                Err(e) => Err(e),
+            };
+            match older {
+                Ok(older) => {
+                    chain.push((version, older.bytes.clone()));
+                    newer = older;
+                }
+                Err(e) => {
+                    tracing::warn!(version, error = %e, "unusable root history entry; the chain starts above it");
+                    break;
+                }
+            }
+        }
+        chain.reverse();
+        chain
     }
 
     /// §5.3: walk `N+1.root.json` until it is not found, then check expiry and handle a
@@ -255,6 +297,7 @@ impl Update {
             root.verify_role("root", &new)?;
             new.verify_role("root", &new)?;
             new.check_version(next)?;
+            self.store.write_root_version(next, &new.bytes)?;
             self.store.write("root", &new.bytes)?;
             tracing::info!(version = next, "trusted a new root");
             fetched.push((next, new.bytes.clone()));
@@ -511,6 +554,7 @@ pub struct Repository {
     pub(crate) now: jiff::Timestamp,
     root: Parsed<Root>,
     roots_fetched: Vec<(u64, Vec<u8>)>,
+    root_chain: Vec<(u64, Vec<u8>)>,
     timestamp: Parsed<Meta>,
     snapshot: Parsed<Meta>,
     targets: Arc<Parsed<Targets>>,
@@ -557,6 +601,14 @@ impl Repository {
         &self.roots_fetched
     }
 
+    /// Every root version verified in this metadata folder that leads to the trusted root,
+    /// oldest first, with its exact verified bytes: from the first-use root (or the oldest
+    /// version still recorded) to [`root`](Self::root). Kept in the folder's root history
+    /// across loads (see [`crate::store::ROOT_HISTORY`]).
+    pub fn root_chain(&self) -> &[(u64, Vec<u8>)] {
+        &self.root_chain
+    }
+
     /// The trusted timestamp.
     pub fn timestamp(&self) -> RoleMetadata {
         role_metadata(&self.timestamp)
@@ -575,6 +627,17 @@ impl Repository {
     /// A delegated targets role loaded so far (by [`find_target`](Self::find_target)).
     pub fn delegated_role(&self, name: &str) -> Option<RoleMetadata> {
         self.delegated_cache().get(name).map(|p| role_metadata(p))
+    }
+
+    /// Every delegated targets role loaded so far, by name.
+    pub fn delegated_roles(&self) -> Vec<RoleMetadata> {
+        let mut roles: Vec<RoleMetadata> = self
+            .delegated_cache()
+            .values()
+            .map(|p| role_metadata(p))
+            .collect();
+        roles.sort_by(|a, b| a.role.cmp(&b.role));
+        roles
     }
 
     /// The metadata base URL (ends with `/`).

@@ -1,7 +1,12 @@
 //! The metadata folder: trusted metadata kept under unversioned names (`root.json`,
 //! `timestamp.json`, `snapshot.json`, `targets.json`, `<encoded delegated role>.json`), each
 //! exactly the bytes that were verified, written atomically (temporary file in the same folder,
-//! fsync, rename).
+//! fsync, rename, fsync of the folder).
+//!
+//! Every root version that passed verification is also kept in [`ROOT_HISTORY`]
+//! (`root-history/N.root.json`, the verified bytes), from the first-use root on, so that a
+//! client can hand on the whole chain (e.g. to another TUF client that starts from an older
+//! root).
 use crate::error::{self, Result};
 use snafu::ResultExt;
 use std::io::Write;
@@ -21,6 +26,10 @@ pub fn encode_name(name: &str) -> String {
     }
     out
 }
+
+/// The folder, inside the metadata folder, holding every verified root version as
+/// `N.root.json`.
+pub const ROOT_HISTORY: &str = "root-history";
 
 /// The metadata folder.
 #[derive(Debug, Clone)]
@@ -42,12 +51,7 @@ impl Store {
 
     /// The trusted bytes of `role`, if the file exists.
     pub(crate) fn read(&self, role: &str) -> Result<Option<Vec<u8>>> {
-        let path = self.path(role);
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).context(error::ReadTrustedSnafu { path }),
-        }
+        read_if_present(self.path(role))
     }
 
     /// Write `bytes` as the trusted `role`, atomically.
@@ -64,6 +68,46 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).context(error::RemoveMetadataSnafu { path }),
         }
+    }
+}
+
+impl Store {
+    /// The file of root version `version` in the root history.
+    pub(crate) fn root_version_path(&self, version: u64) -> PathBuf {
+        self.dir
+            .join(ROOT_HISTORY)
+            .join(format!("{version}.root.json"))
+    }
+
+    /// The verified bytes of root version `version`, if the history has them.
+    pub(crate) fn read_root_version(&self, version: u64) -> Result<Option<Vec<u8>>> {
+        read_if_present(self.root_version_path(version))
+    }
+
+    /// Record root version `version` (its verified bytes) in the history, atomically.
+    pub(crate) fn write_root_version(&self, version: u64, bytes: &[u8]) -> Result<()> {
+        let path = self.root_version_path(version);
+        write_atomic(&self.dir.join(ROOT_HISTORY), &path, bytes)
+            .context(error::WriteMetadataSnafu { path })
+    }
+
+    /// Forget the whole root history (a new first-use root starts a new chain).
+    pub(crate) fn clear_root_history(&self) -> Result<()> {
+        let path = self.dir.join(ROOT_HISTORY);
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).context(error::RemoveMetadataSnafu { path }),
+        }
+    }
+}
+
+/// The bytes of the trusted file `path`, `None` if it does not exist.
+fn read_if_present(path: PathBuf) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).context(error::ReadTrustedSnafu { path }),
     }
 }
 
@@ -111,5 +155,21 @@ mod tests {
         assert_eq!(store.read("root").unwrap(), None);
         // Only the two files, no temporary leftovers.
         assert_eq!(std::fs::read_dir(dir.path().join("m")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn root_history_write_read_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("m"));
+        assert_eq!(store.read_root_version(1).unwrap(), None);
+        store.write_root_version(1, b"one").unwrap();
+        store.write_root_version(2, b"two").unwrap();
+        assert_eq!(store.read_root_version(2).unwrap().unwrap(), b"two");
+        assert!(dir.path().join("m/root-history/1.root.json").exists());
+        // Not a role file: nothing named `*.json` appears at the top of the folder.
+        assert_eq!(store.read("root").unwrap(), None);
+        store.clear_root_history().unwrap();
+        store.clear_root_history().unwrap();
+        assert_eq!(store.read_root_version(1).unwrap(), None);
     }
 }

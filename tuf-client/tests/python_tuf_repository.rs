@@ -88,6 +88,13 @@ async fn top_level_workflow_lazy_delegations_and_verified_targets() {
     assert_eq!(t.trusted("timestamp"), t.served("timestamp.json"));
     assert_eq!(t.trusted("snapshot"), t.served("1.snapshot.json"));
     assert_eq!(repo.targets().bytes, t.served("1.targets.json"));
+    assert_eq!(
+        repo.root_chain(),
+        [(
+            1,
+            std::fs::read(t.stages.join("initial_root.json")).unwrap()
+        )]
+    );
 
     // Top-level target, both hashes listed and checked.
     let top = repo.find_target("top.txt").await.unwrap().unwrap();
@@ -109,6 +116,13 @@ async fn top_level_workflow_lazy_delegations_and_verified_targets() {
         t.served("1.A.json")
     );
     assert!(repo.delegated_role("B").is_none());
+    assert_eq!(
+        repo.delegated_roles()
+            .iter()
+            .map(|r| r.role.as_str())
+            .collect::<Vec<_>>(),
+        ["A"]
+    );
 
     // c/x.txt: through B (paths) to C (path_hash_prefixes).
     let x = repo.find_target("c/x.txt").await.unwrap().unwrap();
@@ -197,6 +211,27 @@ async fn rotation_rollbacks_and_expiry() {
     assert_eq!(repo.targets().version, 2);
     assert_eq!(t.trusted("root"), t.served("2.root.json"));
     assert_eq!(read_all(&repo, "top.txt").await.unwrap(), b"top v2\n");
+
+    // The root chain: the first-use root and every root verified since, exact bytes, kept
+    // across loads (a load that fetches no new root still has it).
+    let initial = std::fs::read(t.stages.join("initial_root.json")).unwrap();
+    let chain = vec![(1, initial.clone()), (2, t.served("2.root.json"))];
+    assert_eq!(repo.root_chain(), chain.as_slice());
+    let again = t.loader().load().await.unwrap();
+    assert!(again.roots_fetched().is_empty());
+    assert_eq!(again.root_chain(), chain.as_slice());
+    let history = t.store.join("root-history");
+    assert_eq!(std::fs::read(history.join("1.root.json")).unwrap(), initial);
+    // A history entry that is not the root that signed the next one ends the chain there.
+    std::fs::write(history.join("1.root.json"), t.served("2.root.json")).unwrap();
+    assert_eq!(t.loader().load().await.unwrap().root_chain(), &chain[1..]);
+    // A folder without a history (older client, `init`): the trusted root starts it.
+    std::fs::remove_dir_all(&history).unwrap();
+    assert_eq!(t.loader().load().await.unwrap().root_chain(), &chain[1..]);
+    assert_eq!(
+        std::fs::read(history.join("2.root.json")).unwrap(),
+        chain[1].1
+    );
 
     // A timestamp rolled back to v1: refused, v2 stays trusted.
     t.stage(3);

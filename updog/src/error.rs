@@ -131,48 +131,39 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// A TUF datastore left by a tough-based updog could not be cleared.
+    #[snafu(display("Failed to clear the TUF datastore {} left by an earlier updog", path.display()))]
+    ClearOldDatastore {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// TUF metadata could not be loaded or verified (expired, rolled back, bad signature, ...).
     #[snafu(display("Metadata error: failed to load the TUF repository at {url}"))]
     LoadMetadata {
         /// Metadata base URL.
         url: String,
         /// The cause.
-        source: Box<tough::error::Error>,
+        source: Box<tuf_client::Error>,
     },
-    /// tough's clock guard: the wall clock is earlier than a time the datastore already saw.
-    #[snafu(display(
-        "The system clock ({now}) is earlier than the latest time updog has seen ({latest}, \
-         recorded in the TUF datastore {}): the clock stepped backwards. Fix the clock; if the \
-         recorded time is wrong, remove {}/latest_known_time.json",
-        datastore.display(), datastore.display()
-    ))]
-    ClockSteppedBack {
-        /// Current system time.
-        now: jiff::Timestamp,
-        /// Latest time recorded.
-        latest: jiff::Timestamp,
-        /// The datastore.
-        datastore: PathBuf,
-    },
-    /// A name in the manifest is not a valid target name.
-    #[snafu(display("Invalid target name '{name}'"))]
-    TargetName {
-        /// The name.
-        name: String,
-        /// The cause.
-        source: Box<tough::error::Error>,
-    },
-    /// A target could not be read (or failed verification).
+    /// A target could not be looked up, read or verified.
     #[snafu(display("Failed to read target '{name}'"))]
     ReadTarget {
         /// The name.
         name: String,
         /// The cause.
-        source: Box<tough::error::Error>,
+        source: Box<tuf_client::Error>,
     },
     /// A target is not in the repository.
     #[snafu(display("Target '{name}' not found in repository"))]
     TargetMissing {
+        /// The name.
+        name: String,
+    },
+    /// A target lists no SHA-256 digest (the migrator's cache names files by it).
+    #[snafu(display("Target '{name}' lists no sha256 hash"))]
+    TargetSha256 {
         /// The name.
         name: String,
     },
@@ -209,14 +200,6 @@ pub enum Error {
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
-    },
-    /// The metadata could not be cached for the migrator.
-    #[snafu(display("Failed to cache TUF metadata in {}", path.display()))]
-    CacheMetadata {
-        /// The folder.
-        path: PathBuf,
-        /// The cause.
-        source: Box<tough::error::Error>,
     },
     /// A signpost operation failed.
     #[snafu(display("Partition table operation failed"))]
@@ -274,7 +257,7 @@ pub enum Error {
         /// Target name.
         name: String,
         /// The cause.
-        source: Box<tough::error::Error>,
+        source: Box<tuf_client::Error>,
     },
     /// An image is not valid LZ4.
     #[snafu(display("Failed to decode LZ4-compressed {image} image '{name}'"))]

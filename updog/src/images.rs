@@ -1,14 +1,15 @@
 //! Streaming a verified, LZ4-compressed image from TUF into a partition.
 //!
-//! The pipeline is `TUF stream (length + sha256) → channel → LZ4 frame decoder → bounded
-//! partition writer`, with constant memory. The network side runs on the async runtime; the
-//! decoding and writing run on a blocking thread. The partition writer refuses to write past
-//! the partition's end *before* writing the offending bytes. The digest is only known at the
-//! end of the stream, so an image is trusted only once the stream ended without error and the
-//! data was synced; until then the set it was written to stays unbootable (cleared flags).
+//! The pipeline is `TUF stream (length enforced while streaming, every listed hash checked at
+//! its end) → channel → LZ4 frame decoder → bounded partition writer`, with constant memory.
+//! The network side runs on the async runtime; the decoding and writing run on a blocking
+//! thread. The partition writer refuses to write past the partition's end *before* writing the
+//! offending bytes. The digest is only known at the end of the stream, so an image is trusted
+//! only once the stream ended without error and the data was synced; until then the set it
+//! was written to stays unbootable (cleared flags).
 use crate::error::{self, Result};
 use crate::progress::{Event, Progress};
-use crate::repo::{open_target, read_error, target_info};
+use crate::repo::{fetch_target, open_target, read_error, target_info};
 use bytes::Bytes;
 use futures::StreamExt;
 use snafu::{OptionExt, ResultExt};
@@ -16,7 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use tough::Repository;
+use tuf_client::Repository;
 
 /// LZ4 frame magic number (little-endian bytes).
 const LZ4_MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
@@ -354,7 +355,7 @@ pub struct ImageReport {
 /// The decompressed size declared by the image's LZ4 header, read from the start of the
 /// target (the transfer is dropped after the header).
 pub async fn declared_size(repo: &Repository, name: &str) -> Result<Option<u64>> {
-    let mut stream = Box::pin(open_target(repo, name).await?);
+    let mut stream = open_target(repo, name).await?;
     let mut header = Vec::new();
     while header.len() < LZ4_HEADER_WITH_SIZE {
         match stream.next().await {
@@ -374,8 +375,9 @@ pub async fn write_image(
     partition: &PartitionTarget,
     progress: &Progress,
 ) -> Result<ImageReport> {
-    let (total, _) = target_info(repo, name)?;
-    let stream = open_target(repo, name).await?;
+    let info = target_info(repo, name).await?;
+    let total = info.length;
+    let mut stream = fetch_target(repo, &info).await?;
     progress.event(Event::ImageStart {
         image,
         target: name,
@@ -394,7 +396,6 @@ pub async fn write_image(
         };
         decode_all(&mut reader, &mut writer)
     });
-    let mut stream = Box::pin(stream);
     let mut downloaded = 0_u64;
     let mut download_error = None;
     while let Some(chunk) = stream.next().await {
@@ -424,6 +425,8 @@ pub async fn write_image(
             }
         }
     }
+    // The loop ended at the end of the stream (after its final length and hash checks) or at
+    // the first error, which stays the one reported.
     drop(sender);
     let decoded = decoding.await.context(error::JoinSnafu)?;
     // A verification failure outranks whatever the decoder made of the bad bytes.

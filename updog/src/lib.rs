@@ -73,7 +73,7 @@ impl Outcome {
     }
 }
 
-/// Run the command `cli` describes, at `now` (the clock for wave gating).
+/// Run the command `cli` describes, at `now` (the clock for wave gating and metadata expiry).
 pub async fn run(cli: &Cli, now: Timestamp) -> Result<Outcome> {
     let progress = Progress::for_process(cli.global.json);
     match &cli.command {

@@ -6,15 +6,20 @@
 //! is written to a temporary file, then renamed into place as `<sha256>.<name>` (consistent
 //! snapshots) or `<name>`; a file already there with the right digest is kept without
 //! downloading it again. Everything else in the migrations folder is removed afterwards.
+//!
+//! The metadata is written from the bytes updog verified while loading the repository (its
+//! datastore), never fetched again: `timestamp.json`, `[N.]snapshot.json`, `[N.]targets.json`,
+//! the delegated roles loaded and the root chain `K.root.json ..= N.root.json` (every root
+//! verified since the first-use root K), each atomically and synced, the folder synced.
 use crate::error::{self, Result};
-use crate::repo::{MANIFEST, open_target, read_error, target_info};
+use crate::repo::{MANIFEST, fetch_target, read_error, target_info};
 use futures::StreamExt;
 use semver::Version;
-use snafu::ResultExt;
+use snafu::{OptionExt, ResultExt};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use tough::Repository;
+use tuf_client::{Repository, TargetInfo};
 use update_metadata::Manifest;
 
 /// What [`cache`] did.
@@ -72,6 +77,8 @@ pub async fn cache_for(
 }
 
 /// Cache `names` into `migrations_dir` and the metadata into `metadata_dir`, then prune.
+/// Every file is written through a temporary file, fsync and rename, and both folders are
+/// synced at the end, so the cache is durable before any partition is touched.
 pub async fn cache(
     repo: &Repository,
     names: &[String],
@@ -81,11 +88,15 @@ pub async fn cache(
     for dir in [migrations_dir, metadata_dir] {
         std::fs::create_dir_all(dir).context(error::CreateDirSnafu { path: dir })?;
     }
-    let consistent = repo.root().signed.consistent_snapshot;
+    let consistent = repo.consistent_snapshot();
     let mut keep = BTreeSet::new();
     let mut downloaded = 0;
     for name in names {
-        let (_, sha256) = target_info(repo, name)?;
+        let info = target_info(repo, name).await?;
+        let sha256 = info
+            .hash("sha256")
+            .context(error::TargetSha256Snafu { name })?
+            .to_owned();
         let file_name = if consistent {
             format!("{sha256}.{name}")
         } else {
@@ -97,20 +108,28 @@ pub async fn cache(
             tracing::debug!(target = %name, "already cached");
             continue;
         }
-        save_target(repo, name, migrations_dir, &path).await?;
+        save_target(repo, &info, migrations_dir, &path).await?;
         downloaded += 1;
     }
-    repo.cache_metadata(metadata_dir, true)
-        .await
-        .map_err(|source| error::Error::CacheMetadata {
-            path: metadata_dir.to_owned(),
-            source: Box::new(source),
-        })?;
-    let mut removed = prune(migrations_dir, |name| keep.contains(name))?;
-    let metadata_keep = metadata_files(repo);
-    removed.extend(prune(metadata_dir, |name| {
-        metadata_keep.contains(name) || !is_metadata_name(name)
-    })?);
+    let metadata = metadata_files(repo);
+    let metadata_keep: BTreeSet<String> = metadata.iter().map(|(n, _)| n.clone()).collect();
+    let dirs = (migrations_dir.to_owned(), metadata_dir.to_owned());
+    let removed = tokio::task::spawn_blocking(move || -> Result<Vec<String>> {
+        let (migrations_dir, metadata_dir) = dirs;
+        for (name, bytes) in &metadata {
+            write_file(&metadata_dir, name, bytes)?;
+        }
+        let mut removed = prune(&migrations_dir, |name| keep.contains(name))?;
+        removed.extend(prune(&metadata_dir, |name| {
+            metadata_keep.contains(name) || !is_metadata_name(name)
+        })?);
+        sync_dir(&migrations_dir)?;
+        sync_dir(&metadata_dir)?;
+        Ok(removed)
+    })
+    .await
+    .context(error::JoinSnafu)??;
+    tracing::info!(path = %metadata_dir.display(), "cached the verified TUF metadata");
     Ok(CacheReport {
         targets: names.to_vec(),
         downloaded,
@@ -118,43 +137,85 @@ pub async fn cache(
     })
 }
 
-/// Stream one verified target into a temporary file in `dir`, then rename it to `path`.
-async fn save_target(repo: &Repository, name: &str, dir: &Path, path: &Path) -> Result<()> {
-    let mut stream = Box::pin(open_target(repo, name).await?);
-    let mut file = tempfile::Builder::new()
+/// A temporary file in `dir`, to be renamed over `path` by [`persist_synced`].
+fn temp_file(dir: &Path, path: &Path) -> Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
-        .context(error::WriteCacheSnafu { path: dir })?;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|source| read_error(name, source))?;
-        file.write_all(&chunk)
-            .context(error::WriteCacheSnafu { path })?;
-    }
+        .context(error::WriteCacheSnafu { path })
+}
+
+/// fsync `file`, then rename it to `path`.
+fn persist_synced(file: tempfile::NamedTempFile, path: &Path) -> Result<()> {
     file.as_file()
         .sync_all()
         .context(error::WriteCacheSnafu { path })?;
     file.persist(path)
         .map_err(|e| e.error)
         .context(error::WriteCacheSnafu { path })?;
+    Ok(())
+}
+
+/// Write `bytes` as `dir/name`, atomically (temporary file, fsync, rename).
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    let mut file = temp_file(dir, &path)?;
+    file.write_all(bytes)
+        .context(error::WriteCacheSnafu { path: &path })?;
+    persist_synced(file, &path)
+}
+
+/// Make the renames and removals in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .context(error::WriteCacheSnafu { path: dir })
+}
+
+/// Stream one verified target into a temporary file in `dir`, then rename it to `path` (only
+/// once the stream ended with its length and hashes verified).
+async fn save_target(repo: &Repository, info: &TargetInfo, dir: &Path, path: &Path) -> Result<()> {
+    let name = info.name.as_str();
+    let mut stream = fetch_target(repo, info).await?;
+    let mut file = temp_file(dir, path)?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|source| read_error(name, source))?;
+        file.write_all(&chunk)
+            .context(error::WriteCacheSnafu { path })?;
+    }
+    persist_synced(file, path)?;
     tracing::info!(target = %name, path = %path.display(), "cached");
     Ok(())
 }
 
-/// The metadata file names `cache_metadata` writes for this repository.
-fn metadata_files(repo: &Repository) -> BTreeSet<String> {
-    let consistent = repo.root().signed.consistent_snapshot;
-    let mut names = BTreeSet::from(["timestamp.json".to_owned()]);
-    if consistent {
-        names.insert(format!("{}.snapshot.json", repo.snapshot().signed.version));
-        names.insert(format!("{}.targets.json", repo.targets().signed.version));
-    } else {
-        names.insert("snapshot.json".to_owned());
-        names.insert("targets.json".to_owned());
+/// The metadata files the boot-time migrator loads, in the names the reference's cache uses,
+/// each with the exact bytes updog verified (from its datastore): the root chain
+/// `K.root.json ..= N.root.json` (from the first-use root on), the delegated roles loaded,
+/// `[N.]targets.json`, `[N.]snapshot.json`, then `timestamp.json`, the order they are written
+/// in (the file the migrator starts from last).
+fn metadata_files(repo: &Repository) -> Vec<(String, Vec<u8>)> {
+    let consistent = repo.consistent_snapshot();
+    let versioned = |role: &str, version: u64| {
+        let file = tuf_client::store::encode_name(role);
+        if consistent {
+            format!("{version}.{file}.json")
+        } else {
+            format!("{file}.json")
+        }
+    };
+    let mut files: Vec<(String, Vec<u8>)> = repo
+        .root_chain()
+        .iter()
+        .map(|(version, bytes)| (format!("{version}.root.json"), bytes.clone()))
+        .collect();
+    for role in repo.delegated_roles() {
+        files.push((versioned(&role.role, role.version), role.bytes));
     }
-    for version in 1..=repo.root().signed.version.get() {
-        names.insert(format!("{version}.root.json"));
+    for role in [repo.targets(), repo.snapshot()] {
+        files.push((versioned(&role.role, role.version), role.bytes));
     }
-    names
+    files.push(("timestamp.json".to_owned(), repo.timestamp().bytes));
+    files
 }
 
 /// Names of top-level metadata files (candidates for pruning); delegated roles are left alone.

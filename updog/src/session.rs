@@ -8,7 +8,7 @@ use crate::repo;
 use crate::transport::UpdogTransport;
 use signpost::{DiskSource, cli::DiskArgs};
 use snafu::ResultExt;
-use tough::Repository;
+use tuf_client::Repository;
 use update_metadata::{Arch, Host, Manifest, Policy};
 
 /// A loaded session.
@@ -31,8 +31,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Lock, read the configuration and os-release, load TUF and the manifest.
-    pub async fn open(cli: &Cli) -> Result<Session> {
+    /// Lock, read the configuration and os-release, load TUF (expiry checked at `now`) and the
+    /// manifest.
+    pub async fn open(cli: &Cli, now: jiff::Timestamp) -> Result<Session> {
         let settings = config::load_settings(&cli.paths)?;
         let lock = RunLock::acquire(&settings.paths.lock_file)?;
         let os = config::load_os_release(&settings.paths.os_release)?;
@@ -40,7 +41,7 @@ impl Session {
         let transport = UpdogTransport::new(&settings.network)?;
         transport.set_param("version", &os.version.to_string());
         transport.set_param("seed", &settings.seed.get().to_string());
-        let repo = repo::load(&settings, &transport).await?;
+        let repo = repo::load(&settings, &transport, now).await?;
         let manifest = repo::manifest(&repo).await?;
         Ok(Session {
             lock,

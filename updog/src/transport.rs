@@ -1,4 +1,4 @@
-//! The transport tough fetches through: `file://` from disk, `http(s)://` with reqwest,
+//! The transport tuf-client fetches through (metadata and targets): `file://` from disk, `http(s)://` with reqwest,
 //! resuming and retrying as long as bytes keep arriving.
 //!
 //! * **Idle timeout, not a whole-request timeout.** A request that receives no byte (headers or
@@ -16,8 +16,9 @@
 //!   `grace + N / min_bytes_per_sec` waiting for the server (retries and back-off included;
 //!   time spent by the reader, e.g. writing to disk, does not count); past that it fails at
 //!   once, without retrying.
-//! * 403, 404 and 410 mean "not found" (which ends tough's root-chain walk); other 4xx fail at
-//!   once.
+//! * 403, 404 and 410 mean "not found" ([`TransportError::NotFound`], which ends the
+//!   root-chain walk); other 4xx fail at once ([`TransportError::Status`]); every other failure
+//!   is [`TransportError::Request`] with its message.
 //! * **Query parameters** (`migrations`, `seed`, `target`, `version`, sorted by key, as the
 //!   reference) are appended to every HTTP request so the operator can count versions.
 //! * **Proxy:** `https_proxy` from the configuration is used for every request, except hosts
@@ -34,7 +35,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tough::{FilesystemTransport, Transport, TransportError, TransportErrorKind, TransportStream};
+use tuf_client::{ByteStream, DefaultTransport, Transport, TransportError};
 use url::Url;
 
 /// Chunks buffered between the network task and the reader: bounds memory.
@@ -105,13 +106,18 @@ impl UpdogTransport {
 
 #[async_trait]
 impl Transport for UpdogTransport {
-    async fn fetch(&self, url: Url) -> std::result::Result<TransportStream, TransportError> {
+    async fn fetch(&self, url: &Url) -> std::result::Result<ByteStream, TransportError> {
         match url.scheme() {
-            "file" => FilesystemTransport.fetch(url).await,
+            // tuf-client's own file reader: a missing file is "not found".
+            "file" => {
+                DefaultTransport::from_client(self.client.clone())
+                    .fetch(url)
+                    .await
+            }
             "http" | "https" => {
                 let mut download = Download {
                     client: self.client.clone(),
-                    url: self.with_params(&url),
+                    url: self.with_params(url),
                     idle: self.settings.idle_timeout,
                     max_retries: self.settings.max_retries,
                     throughput: self.settings.throughput,
@@ -128,15 +134,14 @@ impl Transport for UpdogTransport {
                 tokio::spawn(download.pump(sender));
                 Ok(Box::pin(ChannelStream { receiver }))
             }
-            _ => Err(TransportError::new(
-                TransportErrorKind::UnsupportedUrlScheme,
-                url,
-            )),
+            _ => Err(TransportError::UnsupportedScheme {
+                url: url.to_string(),
+            }),
         }
     }
 }
 
-/// The receiving end, as tough wants it.
+/// The receiving end, as tuf-client wants it.
 struct ChannelStream {
     receiver: tokio::sync::mpsc::Receiver<std::result::Result<Bytes, TransportError>>,
 }
@@ -175,8 +180,12 @@ fn backoff(failures: u32) -> Duration {
 }
 
 impl Download {
-    fn error(&self, kind: TransportErrorKind, message: String) -> TransportError {
-        TransportError::new_with_cause(kind, self.url.as_str(), message)
+    /// A failure other than "not found" or a refusing status, with its message.
+    fn error(&self, message: String) -> TransportError {
+        TransportError::Request {
+            url: self.url.to_string(),
+            source: message.into(),
+        }
     }
 
     /// How long the next wait for the server may last, and whether that limit is the
@@ -197,18 +206,15 @@ impl Download {
 
     /// The error for a transfer slower than the minimum throughput.
     fn too_slow(&self) -> TransportError {
-        self.error(
-            TransportErrorKind::Other,
-            format!(
-                "too slow: {} bytes in {:.1} s of waiting for the server, below the minimum \
+        self.error(format!(
+            "too slow: {} bytes in {:.1} s of waiting for the server, below the minimum \
                  throughput of {} bytes/s after a {} s grace period \
                  (min_throughput_bytes_per_sec, throughput_grace_secs)",
-                self.offset,
-                self.waited.as_secs_f64(),
-                self.throughput.min_bytes_per_sec,
-                self.throughput.grace.as_secs_f64()
-            ),
-        )
+            self.offset,
+            self.waited.as_secs_f64(),
+            self.throughput.min_bytes_per_sec,
+            self.throughput.grace.as_secs_f64()
+        ))
     }
 
     /// Count a failed attempt; give up once too many failed in a row.
@@ -216,13 +222,10 @@ impl Download {
         self.response = None;
         self.failures += 1;
         if self.failures > self.max_retries {
-            return Err(self.error(
-                TransportErrorKind::Other,
-                format!(
-                    "giving up after {} attempts without progress at byte {}: {why}",
-                    self.failures, self.offset
-                ),
-            ));
+            return Err(self.error(format!(
+                "giving up after {} attempts without progress at byte {}: {why}",
+                self.failures, self.offset
+            )));
         }
         let delay = backoff(self.failures);
         tracing::warn!(
@@ -264,10 +267,10 @@ impl Download {
             let status = response.status();
             match status.as_u16() {
                 403 | 404 | 410 => {
-                    return Err(self.error(
-                        TransportErrorKind::FileNotFound,
-                        format!("server answered {status}"),
-                    ));
+                    return Err(TransportError::NotFound {
+                        url: self.url.to_string(),
+                        reason: format!("server answered {status}"),
+                    });
                 }
                 206 if self.offset > 0 => {
                     let start = content_range(&response);
@@ -300,10 +303,10 @@ impl Download {
                     self.failed(format!("server answered {status}")).await?;
                 }
                 _ => {
-                    return Err(self.error(
-                        TransportErrorKind::Other,
-                        format!("server answered {status}"),
-                    ));
+                    return Err(TransportError::Status {
+                        url: self.url.to_string(),
+                        status: status.as_u16(),
+                    });
                 }
             }
         }
@@ -415,8 +418,86 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::backoff;
+    #![allow(clippy::unwrap_used)]
+    use super::{UpdogTransport, backoff};
+    use crate::config::{NetworkSettings, Throughput};
+    use std::io::{BufRead, BufReader, Write};
     use std::time::Duration;
+    use tuf_client::{Transport, TransportError};
+    use url::Url;
+
+    /// A server answering `GET /CODE` with status CODE and an empty body.
+    fn status_server() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut line = String::new();
+                let _ = BufReader::new(&stream).read_line(&mut line);
+                let code = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.trim_start_matches('/').get(..3))
+                    .unwrap_or("500")
+                    .to_owned();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        port
+    }
+
+    /// What tuf-client is told for each outcome: "not found" ends the root walk, so only
+    /// 403/404/410 and a missing file may say so.
+    #[test]
+    fn failures_map_to_tuf_client_transport_errors() {
+        let transport = UpdogTransport::new(&NetworkSettings {
+            idle_timeout: Duration::from_secs(5),
+            max_retries: 0,
+            throughput: Throughput {
+                min_bytes_per_sec: 0,
+                grace: Duration::ZERO,
+            },
+            https_proxy: None,
+            no_proxy: Vec::new(),
+        })
+        .unwrap();
+        let port = status_server();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let fetch = |url: String| {
+            runtime
+                .block_on(transport.fetch(&Url::parse(&url).unwrap()))
+                .err()
+        };
+        for code in [403, 404, 410] {
+            let error = fetch(format!("http://127.0.0.1:{port}/{code}")).unwrap();
+            assert!(error.is_not_found(), "{code}: {error:?}");
+        }
+        let error = fetch(format!("http://127.0.0.1:{port}/400")).unwrap();
+        assert!(
+            matches!(error, TransportError::Status { status: 400, .. }),
+            "{error:?}"
+        );
+        // 503 is retried; with no retry allowed it fails as a request error with its reason.
+        let error = fetch(format!("http://127.0.0.1:{port}/503")).unwrap();
+        assert!(!error.is_not_found(), "{error:?}");
+        let chain = snafu::Report::from_error(&error).to_string();
+        assert!(chain.contains("server answered 503"), "{chain}");
+        assert!(fetch(format!("http://127.0.0.1:{port}/200")).is_none());
+        let error = fetch("file:///nonexistent/updog/file".to_owned()).unwrap();
+        assert!(error.is_not_found(), "{error:?}");
+        let error = fetch("ftp://127.0.0.1/x".to_owned()).unwrap();
+        assert!(
+            matches!(error, TransportError::UnsupportedScheme { .. }),
+            "{error:?}"
+        );
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -1,12 +1,12 @@
 //! The whole flow against a real TUF repository (signed by `pubsys repo`) served over HTTP on
 //! 127.0.0.1 and a copy of a disk image built by image-builder: check-update exit codes, wave
 //! gating, update with and without --now, the signpost flip, the partitions' contents, the
-//! migrator's cache.
+//! migrator's cache (exactly the verified metadata bytes), a datastore left by tough.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::{Release, Scenario, assert_sgdisk_clean, flags, next_set};
+use common::{Fault, Release, Scenario, assert_sgdisk_clean, flags, next_set};
 use jiff::{SignedDuration, Timestamp};
 use signpost::SetId;
 
@@ -244,4 +244,130 @@ fn file_urls_work() {
     scenario.assert_set_b_holds(&release);
     assert_eq!(next_set(&scenario.disk), Some(SetId::B));
     assert!(scenario.server.log().is_empty());
+}
+
+fn read(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn metadata_cache_holds_the_verified_bytes_and_nothing_is_fetched_again() {
+    let release = Release::new("1.1.0", 19);
+    let scenario = Scenario::new(&release, past());
+    let served = scenario.path("repo/metadata");
+    // A mirror whose metadata changes after the first fetch (the root at once), keeping each
+    // file's length (an indenting space becomes a tab): the cache must hold what updog
+    // verified, not what a second fetch would bring.
+    let files = [
+        ("timestamp.json", 1),
+        ("1.snapshot.json", 1),
+        ("1.targets.json", 1),
+        ("1.root.json", 0),
+    ];
+    for (file, requests) in files {
+        let mut body = read(&served.join(file));
+        let indent = body.windows(2).position(|w| w == b"\n ").unwrap();
+        body[indent + 1] = b'\t';
+        scenario.server.fault(
+            &format!("/metadata/{file}"),
+            Fault::ChangeAfter { requests, body },
+        );
+    }
+    scenario.updog().arg("prepare").assert().success();
+
+    let cache = scenario.path("metadata-cache");
+    for (file, _) in files {
+        assert!(
+            read(&cache.join(file)) == read(&served.join(file)),
+            "cached {file} is not the file updog verified"
+        );
+    }
+    assert_eq!(
+        file_names(&cache),
+        [
+            "1.root.json",
+            "1.snapshot.json",
+            "1.targets.json",
+            "timestamp.json"
+        ]
+    );
+    assert_eq!(
+        read(&cache.join("1.root.json")),
+        read(&scenario.keys.root_path)
+    );
+    // The datastore holds the same verified bytes.
+    let datastore = scenario.path("datastore");
+    assert_eq!(
+        read(&datastore.join("timestamp.json")),
+        read(&served.join("timestamp.json"))
+    );
+    assert_eq!(
+        read(&datastore.join("root-history/1.root.json")),
+        read(&scenario.keys.root_path)
+    );
+    // No metadata is requested once the first target has been.
+    let log = scenario.server.log();
+    let first_target = log
+        .iter()
+        .position(|r| r.path.starts_with("/targets/"))
+        .unwrap();
+    let late: Vec<&str> = log[first_target..]
+        .iter()
+        .map(|r| r.path.as_str())
+        .filter(|p| p.starts_with("/metadata/"))
+        .collect();
+    assert!(late.is_empty(), "metadata fetched after the load: {late:?}");
+}
+
+#[test]
+fn a_datastore_left_by_a_tough_based_updog_starts_afresh() {
+    let release = Release::new("1.1.0", 23);
+    let scenario = Scenario::new(&release, past());
+    let served = scenario.path("repo/metadata");
+    // tough's datastore: the current metadata re-serialised (compact JSON, still validly
+    // signed, but not the bytes timestamp and snapshot list hashes of) and its clock file.
+    let datastore = scenario.path("datastore");
+    std::fs::create_dir_all(&datastore).unwrap();
+    for (stored, file) in [
+        ("root.json", "1.root.json"),
+        ("timestamp.json", "timestamp.json"),
+        ("snapshot.json", "1.snapshot.json"),
+        ("targets.json", "1.targets.json"),
+    ] {
+        let value: serde_json::Value = serde_json::from_slice(&read(&served.join(file))).unwrap();
+        std::fs::write(datastore.join(stored), serde_json::to_vec(&value).unwrap()).unwrap();
+    }
+    std::fs::write(
+        datastore.join("latest_known_time.json"),
+        b"\"2026-01-01T00:00:00Z\"",
+    )
+    .unwrap();
+
+    scenario.updog().arg("prepare").assert().success();
+    let cache = scenario.path("metadata-cache");
+    for file in [
+        "timestamp.json",
+        "1.snapshot.json",
+        "1.targets.json",
+        "1.root.json",
+    ] {
+        assert!(
+            read(&cache.join(file)) == read(&served.join(file)),
+            "cached {file} is tough's re-serialised copy"
+        );
+    }
+    assert_eq!(
+        read(&datastore.join("root.json")),
+        read(&scenario.keys.root_path)
+    );
+    assert!(!datastore.join("latest_known_time.json").exists());
 }

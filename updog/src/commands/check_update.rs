@@ -7,7 +7,7 @@ use jiff::Timestamp;
 
 /// Select the update (or list every applicable one with `--all`).
 pub async fn run(cli: &Cli, args: &CheckArgs, now: Timestamp) -> Result<Outcome> {
-    let session = Session::open(cli).await?;
+    let session = Session::open(cli, now).await?;
     let host = session.host();
     let policy = session.policy(&args.select);
     if args.all {

@@ -102,7 +102,7 @@ pub fn local(time: Timestamp) -> String {
 
 /// Build the report.
 pub async fn run(cli: &Cli, now: Timestamp) -> Result<Outcome> {
-    let session = Session::open(cli).await?;
+    let session = Session::open(cli, now).await?;
     let host = session.host();
     let policy = session.policy(&SelectArgs::default());
     let selected = session

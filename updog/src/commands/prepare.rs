@@ -9,7 +9,7 @@ use jiff::Timestamp;
 
 /// Select and cache.
 pub async fn run(cli: &Cli, args: &SelectArgs, now: Timestamp) -> Result<Outcome> {
-    let session = Session::open(cli).await?;
+    let session = Session::open(cli, now).await?;
     let Some(update) = session.select(args, now) else {
         tracing::info!("no update required; nothing to prepare");
         return Ok(Outcome::Prepared {

@@ -9,8 +9,8 @@
 //!    persist them. From here on a failure leaves the inactive set unbootable and the running
 //!    set untouched.
 //! 6. Stream `root`, `boot`, `hash` from TUF through the LZ4 decoder into the inactive
-//!    partitions (bounded by the partition's end), each synced; every byte is verified (length
-//!    and SHA-256 at the end of each stream).
+//!    partitions (bounded by the partition's end), each synced; every byte is verified (the
+//!    length while streaming, every listed hash at the end of each stream).
 //! 7. **GPT write 2** (one write): re-read the table, check the inactive set is still cleared,
 //!    mark it valid (tries = 1) and, for `update`, flip the priorities (`upgrade_to_inactive`).
 //! 8. `--reboot`: `shutdown -r now`.
@@ -54,7 +54,7 @@ pub async fn run(
     now: Timestamp,
     progress: &Progress,
 ) -> Result<Outcome> {
-    let session = Session::open(cli).await?;
+    let session = Session::open(cli, now).await?;
     let Some(update) = session.select(args, now) else {
         tracing::info!("No update required");
         return Ok(Outcome::Updated(UpdateReport {

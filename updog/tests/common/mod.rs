@@ -38,6 +38,9 @@ pub enum Fault {
     /// Send the file up to this absolute offset, then one byte every `every` (never idle long
     /// enough for an idle timeout).
     Trickle { bytes: u64, every: Duration },
+    /// Serve the file for the first `requests` requests, then `body` instead (a file replaced
+    /// on the mirror between two fetches).
+    ChangeAfter { requests: u32, body: Vec<u8> },
 }
 
 #[derive(Default)]
@@ -156,6 +159,17 @@ fn serve(stream: TcpStream, state: &Mutex<ServerState>) -> std::io::Result<()> {
                 .cloned();
             let fault = fault_key.and_then(|key| {
                 let fault = state.faults.get(&key).cloned();
+                if let Some(Fault::ChangeAfter { requests, body }) = &fault
+                    && *requests > 0
+                {
+                    // Served as is this time.
+                    let left = Fault::ChangeAfter {
+                        requests: requests - 1,
+                        body: body.clone(),
+                    };
+                    state.faults.insert(key, left);
+                    return None;
+                }
                 if let Some(Fault::DropAfter { bytes, times }) = fault {
                     if times <= 1 {
                         state.faults.remove(&key);
@@ -173,7 +187,11 @@ fn serve(stream: TcpStream, state: &Mutex<ServerState>) -> std::io::Result<()> {
             });
             (state.root.join(path.trim_start_matches('/')), fault)
         };
-        let Ok(data) = fs::read(&file) else {
+        let data = match &fault {
+            Some(Fault::ChangeAfter { body, .. }) => Ok(body.clone()),
+            _ => fs::read(&file),
+        };
+        let Ok(data) = data else {
             if let Some(Fault::StallAfter { .. }) = fault {
                 // A stall on a missing file (the probe for the next root) holds the answer.
                 std::thread::sleep(Duration::from_secs(60));
@@ -229,7 +247,7 @@ fn serve(stream: TcpStream, state: &Mutex<ServerState>) -> std::io::Result<()> {
                 }
                 return Ok(());
             }
-            None => stream.write_all(body)?,
+            Some(Fault::ChangeAfter { .. }) | None => stream.write_all(body)?,
         }
     }
 }
