@@ -335,7 +335,10 @@ pub enum Error {
         url: String,
     },
     /// Metadata bytes do not match what snapshot or timestamp lists.
-    #[snafu(display("{url} does not match its length or hash in snapshot/timestamp"))]
+    #[snafu(display(
+        "{url} is not the metadata that was verified (its length, hash, version or signatures \
+         differ from what snapshot, timestamp or the root chain say)"
+    ))]
     MetadataMismatch {
         /// URL.
         url: String,

@@ -683,25 +683,51 @@ pub(crate) async fn missing_files(
     let written: BTreeSet<&str> = staged.files.iter().map(|(n, _)| n.as_str()).collect();
     let mut out = Vec::new();
     let consistent = tree.consistent();
-    // Root chain.
-    for v in 1..=tree.root.signed.version.get() {
+    // Root chain: every file fetched is checked, from the trusted root down: the trusted
+    // version must be the root tough verified, and each earlier one must be the root the next
+    // was signed under (its version, signed by its own root threshold, and its root keys meet
+    // their threshold on the next).
+    let newest = tree.root.signed.version.get();
+    let mut later: Signed<Root> = tree.root.clone();
+    let mut chain = Vec::new();
+    for v in (1..=newest).rev() {
         let name = format!("{v}.root.json");
-        if written.contains(name.as_str()) || metadata_dir.join(&name).exists() {
-            continue;
-        }
         let url = source
             .join(&name)
             .ok()
             .context(error::LocationSnafu { text: name.clone() })?;
-        match fetch_with(tree.source_transport.as_ref(), &url).await? {
-            Some(bytes) => out.push((name, bytes)),
-            None if v == tree.root.signed.version.get() => {
+        let Some(bytes) = fetch_with(tree.source_transport.as_ref(), &url).await? else {
+            if v == newest {
                 // The trusted root itself: write what we verified.
-                out.push((name, crate::root::root_bytes(&tree.root)?));
+                chain.push((name, crate::root::root_bytes(&tree.root)?));
+            } else {
+                tracing::warn!(file = %name, "earlier root not found at the source; not copied");
             }
-            None => {
-                tracing::warn!(file = %name, "earlier root not found at the source; not copied")
+            break;
+        };
+        let parsed: Signed<Root> =
+            serde_json::from_slice(&bytes).context(error::ParseMetadataSnafu {
+                url: url.to_string(),
+            })?;
+        let fits = if v == newest {
+            same_json(&parsed, &tree.root)
+        } else {
+            parsed.signed.version.get() == v
+                && parsed.signed.verify_role(&parsed).is_ok()
+                && parsed.signed.verify_role(&later).is_ok()
+        };
+        ensure!(
+            fits,
+            error::MetadataMismatchSnafu {
+                url: url.to_string()
             }
+        );
+        chain.push((name, bytes));
+        later = parsed;
+    }
+    for (name, bytes) in chain.into_iter().rev() {
+        if !written.contains(name.as_str()) && !metadata_dir.join(&name).exists() {
+            out.push((name, bytes));
         }
     }
     // Targets-type metadata listed in the snapshot.
@@ -722,10 +748,31 @@ pub(crate) async fn missing_files(
                     url: url.to_string(),
                 })?;
             verify_meta(&bytes, meta, &url)?;
+            // Snapshot may list a version only: the file must also be the role as verified.
+            let parsed: Signed<Targets> =
+                serde_json::from_slice(&bytes).context(error::ParseMetadataSnafu {
+                    url: url.to_string(),
+                })?;
+            ensure!(
+                tree.role(role)
+                    .is_ok_and(|verified| same_json(&parsed, verified)),
+                error::MetadataMismatchSnafu {
+                    url: url.to_string()
+                }
+            );
             out.push((name, bytes));
         }
     }
     Ok(out)
+}
+
+/// Whether two pieces of metadata say the same (signed part and signatures), whatever their
+/// formatting: what a file holds against what was verified.
+fn same_json<T: serde::Serialize>(a: &T, b: &T) -> bool {
+    match (serde_json::to_value(a), serde_json::to_value(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// Check bytes against a snapshot/timestamp entry's length and sha256.
