@@ -185,6 +185,13 @@ pub enum Error {
         #[snafu(source(from(update_metadata::Error, Box::new)))]
         source: Box<update_metadata::Error>,
     },
+    /// The staged-update record could not be encoded.
+    #[snafu(display("cannot encode the staged-update record"))]
+    EncodeRecord {
+        /// The cause.
+        source: serde_json::Error,
+    },
+
     /// A cache file could not be written.
     #[snafu(display("Failed to write cache file {}", path.display()))]
     WriteCache {

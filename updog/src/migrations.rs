@@ -5,7 +5,11 @@
 //! migrations serve the upgrade and a later rollback. Each target is verified by TUF while it
 //! is written to a temporary file, then renamed into place as `<sha256>.<name>` (consistent
 //! snapshots) or `<name>`; a file already there with the right digest is kept without
-//! downloading it again. Everything else in the migrations folder is removed afterwards.
+//! downloading it again. Everything else in the migrations folder is removed afterwards,
+//! except what a staged update still needs: once an update is written (flipped or only
+//! staged), its migration files are recorded in `.staged-update.json`; until the host runs that
+//! version, a later run (`prepare`, or an `update` to another version that stops before it
+//! rewrites the set) keeps them, so the staged set never boots without its migrations.
 //!
 //! The metadata is written from the bytes updog verified while loading the repository (its
 //! datastore), never fetched again: `timestamp.json`, `[N.]snapshot.json`, `[N.]targets.json`,
@@ -22,11 +26,53 @@ use std::path::{Path, PathBuf};
 use tuf_client::{Repository, TargetInfo};
 use update_metadata::Manifest;
 
+/// The record of the staged update's files, in the migrations folder.
+pub const STAGED_RECORD: &str = ".staged-update.json";
+
+/// What an update written to the inactive set needs from the migrations folder.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StagedRecord {
+    /// The version written.
+    pub version: Version,
+    /// Its files in the migrations folder.
+    pub files: Vec<String>,
+}
+
+/// Record, atomically and durably, that the inactive set now holds `version`, which needs
+/// `files` of the migrations folder `dir`.
+pub fn record_staged(dir: &Path, version: &Version, files: &[String]) -> Result<()> {
+    let record = StagedRecord {
+        version: version.clone(),
+        files: files.to_vec(),
+    };
+    let bytes = serde_json::to_vec_pretty(&record).context(error::EncodeRecordSnafu)?;
+    write_file(dir, STAGED_RECORD, &bytes)?;
+    sync_dir(dir)
+}
+
+/// The files a staged update still needs: those of the record in `dir`, unless the host
+/// already runs that version (or there is no readable record).
+pub fn staged_files(dir: &Path, running: &Version) -> BTreeSet<String> {
+    let Ok(bytes) = std::fs::read(dir.join(STAGED_RECORD)) else {
+        return BTreeSet::new();
+    };
+    match serde_json::from_slice::<StagedRecord>(&bytes) {
+        Ok(record) if record.version != *running => record.files.into_iter().collect(),
+        Ok(_) => BTreeSet::new(),
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring an unreadable {STAGED_RECORD}");
+            BTreeSet::new()
+        }
+    }
+}
+
 /// What [`cache`] did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CacheReport {
     /// Target names cached (migrations in order, then `manifest.json`).
     pub targets: Vec<String>,
+    /// Their files in the migrations folder.
+    pub files: Vec<String>,
     /// Files downloaded this time.
     pub downloaded: usize,
     /// Stale files removed.
@@ -66,17 +112,20 @@ pub async fn cache_for(
 ) -> Result<(Vec<String>, CacheReport)> {
     let names = needed(&session.manifest, &session.os.version, target)?;
     let paths = &session.settings.paths;
+    let staged = staged_files(&paths.migrations_cache, &session.os.version);
     let report = cache(
         &session.repo,
         &names,
         &paths.migrations_cache,
         &paths.metadata_cache,
+        &staged,
     )
     .await?;
     Ok((names, report))
 }
 
-/// Cache `names` into `migrations_dir` and the metadata into `metadata_dir`, then prune.
+/// Cache `names` into `migrations_dir` and the metadata into `metadata_dir`, then prune
+/// (keeping `protected`, the files of a staged update, and the staged record).
 /// Every file is written through a temporary file, fsync and rename, and both folders are
 /// synced at the end, so the cache is durable before any partition is touched.
 pub async fn cache(
@@ -84,6 +133,7 @@ pub async fn cache(
     names: &[String],
     migrations_dir: &Path,
     metadata_dir: &Path,
+    protected: &BTreeSet<String>,
 ) -> Result<CacheReport> {
     for dir in [migrations_dir, metadata_dir] {
         std::fs::create_dir_all(dir).context(error::CreateDirSnafu { path: dir })?;
@@ -111,6 +161,9 @@ pub async fn cache(
         save_target(repo, &info, migrations_dir, &path).await?;
         downloaded += 1;
     }
+    let files: Vec<String> = keep.iter().cloned().collect();
+    keep.extend(protected.iter().cloned());
+    keep.insert(STAGED_RECORD.to_owned());
     let metadata = metadata_files(repo);
     let metadata_keep: BTreeSet<String> = metadata.iter().map(|(n, _)| n.clone()).collect();
     let dirs = (migrations_dir.to_owned(), metadata_dir.to_owned());
@@ -132,6 +185,7 @@ pub async fn cache(
     tracing::info!(path = %metadata_dir.display(), "cached the verified TUF metadata");
     Ok(CacheReport {
         targets: names.to_vec(),
+        files,
         downloaded,
         removed,
     })

@@ -154,13 +154,15 @@ fn update_writes_the_inactive_set_and_flips_it() {
     assert_sgdisk_clean(&scenario.disk);
     scenario.assert_set_b_holds(&release);
 
-    // The migrator's cache: the migration and the manifest under their digests, and metadata.
+    // The migrator's cache: the migration and the manifest under their digests, the record of
+    // what the staged set needs, and metadata.
     let mut cached: Vec<String> = std::fs::read_dir(scenario.path("migrations-cache"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     cached.sort();
-    assert_eq!(cached.len(), 2, "{cached:?}");
+    assert_eq!(cached.len(), 3, "{cached:?}");
+    assert_eq!(cached[0], ".staged-update.json");
     assert!(cached.iter().any(|n| n.ends_with(".migrate_1.1.0_foo.lz4")));
     assert!(cached.iter().any(|n| n.ends_with(".manifest.json")));
     assert!(scenario.path("metadata-cache/timestamp.json").exists());
@@ -370,4 +372,61 @@ fn a_datastore_left_by_a_tough_based_updog_starts_afresh() {
         read(&scenario.keys.root_path)
     );
     assert!(!datastore.join("latest_known_time.json").exists());
+}
+
+#[test]
+fn a_staged_updates_migrations_are_kept_until_the_host_runs_it() {
+    let release = Release::new("1.1.0", 19);
+    let scenario = Scenario::new(&release, past());
+    scenario.updog().arg("update").assert().code(0);
+    let cache = scenario.path("migrations-cache");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cache.join(".staged-update.json")).unwrap()).unwrap();
+    assert_eq!(record["version"], "1.1.0");
+    let files: Vec<&str> = record["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        files.iter().any(|f| f.ends_with(".migrate_1.1.0_foo.lz4")),
+        "{files:?}"
+    );
+    assert!(
+        files.iter().any(|f| f.ends_with(".manifest.json")),
+        "{files:?}"
+    );
+    for file in &files {
+        assert!(cache.join(file).is_file(), "{file}");
+    }
+
+    // Say the set holds 1.2.0, staged by a run whose version this repository no longer
+    // offers: a later run that caches for another version must not delete its migration.
+    let staged = "deadbeef.migrate_1.2.0_bar.lz4";
+    std::fs::write(cache.join(staged), b"bar").unwrap();
+    std::fs::write(
+        cache.join(".staged-update.json"),
+        format!("{{\"version\": \"1.2.0\", \"files\": [\"{staged}\"]}}"),
+    )
+    .unwrap();
+    std::fs::write(cache.join("cafe.migrate_0.9.0_old.lz4"), b"old").unwrap();
+    scenario.updog().arg("prepare").assert().success();
+    assert!(
+        cache.join(staged).is_file(),
+        "the staged update's migration was removed"
+    );
+    assert!(
+        !cache.join("cafe.migrate_0.9.0_old.lz4").exists(),
+        "stale files still go"
+    );
+
+    // Once the host runs the recorded version, the record protects nothing.
+    std::fs::write(
+        cache.join(".staged-update.json"),
+        format!("{{\"version\": \"1.0.0\", \"files\": [\"{staged}\"]}}"),
+    )
+    .unwrap();
+    scenario.updog().arg("prepare").assert().success();
+    assert!(!cache.join(staged).exists());
 }

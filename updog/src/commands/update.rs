@@ -11,7 +11,8 @@
 //! 6. Stream `root`, `boot`, `hash` from TUF through the LZ4 decoder into the inactive
 //!    partitions (bounded by the partition's end), each synced; every byte is verified (the
 //!    length while streaming, every listed hash at the end of each stream).
-//! 7. **GPT write 2** (one write): re-read the table, check the inactive set is still cleared,
+//! 7. Record the written version's migration files (`.staged-update.json`) so later runs
+//!    keep them until the host runs it. **GPT write 2** (one write): re-read the table, check the inactive set is still cleared,
 //!    mark it valid (tries = 1) and, for `update`, flip the priorities (`upgrade_to_inactive`).
 //! 8. `--reboot`: `shutdown -r now`.
 use crate::Outcome;
@@ -145,6 +146,14 @@ pub async fn run(
     for ((image, name), target) in IMAGES.iter().zip(&names).zip(&targets) {
         reports.push(write_one(&session, image, name, target, progress).await?);
     }
+
+    // The written set needs these migrations until the host runs it: recorded before it can
+    // boot, so later runs keep them (a record without a flip only keeps a few files longer).
+    migrations::record_staged(
+        &session.settings.paths.migrations_cache,
+        &update.version,
+        &cache.files,
+    )?;
 
     // 7. GPT write 2: valid (and flipped) in one write.
     progress.event(Event::Phase {
