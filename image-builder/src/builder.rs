@@ -26,9 +26,32 @@ use std::path::{Path, PathBuf};
 pub fn build(settings: &BuildSettings, progress: &dyn Progress) -> Result<BuildReport> {
     settings.validate()?;
     let layout = Layout::compute(settings.layout).context(error::LayoutSnafu)?;
+    // The folders this build creates for its output, deepest first: removed again (when
+    // still empty) if the build fails, so a failed build leaves nothing behind.
+    let created: Vec<PathBuf> = settings
+        .out_dir
+        .ancestors()
+        .take_while(|dir| !dir.as_os_str().is_empty() && fs::symlink_metadata(dir).is_err())
+        .map(Path::to_path_buf)
+        .collect();
     fs::create_dir_all(&settings.out_dir).context(error::CreateDirSnafu {
         path: &settings.out_dir,
     })?;
+    let result = build_in(settings, &layout, progress);
+    if result.is_err() {
+        for dir in &created {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+    result
+}
+
+/// [`build`] once the output folder exists.
+fn build_in(
+    settings: &BuildSettings,
+    layout: &Layout,
+    progress: &dyn Progress,
+) -> Result<BuildReport> {
     let temp = tempfile::Builder::new()
         .prefix(".image-builder-")
         .tempdir_in(&settings.out_dir)
@@ -41,7 +64,7 @@ pub fn build(settings: &BuildSettings, progress: &dyn Progress) -> Result<BuildR
         fs::create_dir(dir).context(error::CreateDirSnafu { path: dir })?;
     }
     let final_dir = settings.out_dir.join(settings.output_dir_name());
-    let mut report = Builder::new(settings, &layout, &work, progress)?.run(&stage)?;
+    let mut report = Builder::new(settings, layout, &work, progress)?.run(&stage)?;
     report.output_dir = final_dir.clone();
     let json = serde_json::to_vec_pretty(&report).context(error::SerializeReportSnafu)?;
     let report_path = BuildReport::report_path(&stage);

@@ -148,27 +148,12 @@ impl Release {
 
     fn repo_args(&self, version: &str, outdir: &Path) -> Vec<String> {
         let report = build(self.world.dir.path(), version);
-        [
-            "--infra-config",
-            s(&self.infra),
-            "repo",
-            "--build-report",
-            s(&report),
-            "--repo-expiration-policy-path",
-            s(&workspace().join("pubsys/tests/data/repo-expiration-2w-2w-1w.toml")),
-            "--wave-policy-path",
-            s(&workspace().join("waves/default-waves.toml")),
-            "--root-role-path",
-            s(&self.root),
-            "--default-key-path",
-            s(&self.key),
-            "--outdir",
-            s(outdir),
-            "--upload",
-            &dest(&self.world),
-        ]
-        .map(str::to_owned)
-        .to_vec()
+        let mut args = vec!["--infra-config".to_owned(), s(&self.infra).to_owned()];
+        args.extend(repo_common::report_repo_args(
+            &report, &self.root, &self.key, outdir,
+        ));
+        args.extend(["--upload".to_owned(), dest(&self.world)]);
+        args
     }
 
     /// `upload-repo` of the signed folder `outdir` to this test's bucket.

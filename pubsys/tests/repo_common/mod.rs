@@ -109,3 +109,25 @@ pub fn repo_args(
     }
     args
 }
+
+/// `pubsys repo --build-report REPORT` arguments with the 2w-2w-1w expiration policy, the
+/// default waves, `root`, the default key file `key` and `outdir`.
+pub fn report_repo_args(report: &Path, root: &Path, key: &Path, outdir: &Path) -> Vec<String> {
+    [
+        "repo",
+        "--build-report",
+        s(report),
+        "--repo-expiration-policy-path",
+        s(&workspace().join("pubsys/tests/data/repo-expiration-2w-2w-1w.toml")),
+        "--wave-policy-path",
+        s(&workspace().join("waves/default-waves.toml")),
+        "--root-role-path",
+        s(root),
+        "--default-key-path",
+        s(key),
+        "--outdir",
+        s(outdir),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
