@@ -7,13 +7,24 @@
 
 mod aws_common;
 
-use aws_common::{BLOCK, FAST, World, images_named, json, sparse_image};
+use aws_common::{
+    BLOCK, FAST, World, images_named, json, launch_permissions, recorded_permissions,
+    snapshot_permissions, sparse_image,
+};
+use pubsys::aws::amis::LaunchPermission;
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use test_support::proxy::{Action, Rule};
 
 const REGIONS: &str = "us-west-2,us-east-1,eu-west-1";
 
 fn ami_args<'a>(world: &'a World, image: &'a str, out: &'a str, name: &'a str) -> Vec<String> {
+    ami_args_in(world, image, out, name, REGIONS)
+}
+
+/// `ami_args` for a comma-separated list of regions (the first is the base region).
+fn ami_args_in(world: &World, image: &str, out: &str, name: &str, regions: &str) -> Vec<String> {
     let _ = world;
     let mut args: Vec<String> = [
         "ami",
@@ -22,7 +33,7 @@ fn ami_args<'a>(world: &'a World, image: &'a str, out: &'a str, name: &'a str) -
         "--name",
         name,
         "--regions",
-        REGIONS,
+        regions,
         "--ami-output",
         out,
         "--poll-interval",
@@ -595,4 +606,218 @@ async fn role_chain_and_deprecation_time() {
             .unwrap()
             .starts_with("ami-")
     );
+
+    // amis.json records the base AMI's grant to the other account, as EC2 has it, and
+    // validate-ami agrees.
+    let base_id = amis["us-west-2"]["id"].as_str().unwrap();
+    let on_base = launch_permissions(&world.aws().await, "us-west-2", base_id).await;
+    assert!(on_base.contains(&LaunchPermission::UserId("222233334444".into())));
+    assert_eq!(recorded_permissions(&out, "us-west-2"), on_base, "{amis}");
+    assert_eq!(amis["us-west-2"]["public"], false);
+    assert!(amis["us-west-2"].get("pending").is_none(), "{amis}");
+    validate_agrees(&world, &out, &["--infra-config", infra.to_str().unwrap()]);
+}
+
+/// An account the publish-ami tests share with.
+const SHARED_ACCOUNT: &str = "111122223333";
+
+/// An AMI called `name` in us-west-2 only; returns amis.json and the AMI ID.
+fn one_region_ami(world: &World, name: &str) -> (std::path::PathBuf, String) {
+    let image = world.path("os.img");
+    sparse_image(&image, 4 << 20, &[(0, 1)]);
+    let out = world.path("amis.json");
+    let args = ami_args_in(
+        world,
+        image.to_str().unwrap(),
+        out.to_str().unwrap(),
+        name,
+        "us-west-2",
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(world.run(&args).status.success());
+    let id = json(&out)["us-west-2"]["id"].as_str().unwrap().to_owned();
+    (out, id)
+}
+
+/// `publish-ami` in us-west-2 with `mode` (`--grant` or `--revoke`) and `principals`.
+fn publish_args<'a>(out: &'a str, mode: &'a str, principals: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["publish-ami", "--ami-input", out, mode];
+    args.extend(principals);
+    args.extend(["--regions", "us-west-2", "--poll-interval", "50ms"]);
+    args.extend(FAST);
+    args
+}
+
+/// `validate-ami` on `out`: the exit code and the JSON report.
+fn validate_ami(world: &World, out: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut validate = extra.to_vec();
+    validate.extend([
+        "validate-ami",
+        "--expected-amis-path",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    validate.extend(FAST);
+    let output = world.run(&validate);
+    let report = serde_json::from_slice(&output.stdout).unwrap();
+    (output.status.code(), report)
+}
+
+/// `validate-ami` on `out`: exit 0 and the region's AMI correct.
+fn validate_agrees(world: &World, out: &Path, extra: &[&str]) {
+    let (code, report) = validate_ami(world, out, extra);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["us-west-2"]["correct"], 1, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_ami_stopped_at_any_step_never_shares_more_than_amis_json_records() {
+    let world = World::new();
+    let (out, image_id) = one_region_ami(&world, "stop-test");
+    let out_s = out.to_str().unwrap();
+    let aws = world.aws().await;
+    let principals = ["--group-names", "all", "--user-ids", SHARED_ACCOUNT];
+    let granted: BTreeSet<LaunchPermission> = [
+        LaunchPermission::Group("all".into()),
+        LaunchPermission::UserId(SHARED_ACCOUNT.into()),
+    ]
+    .into();
+    // Each permission call in turn never returns (the process is killed while it waits), for
+    // a grant and then for a revoke of what the re-run granted.
+    for step in ["ModifyImageAttribute", "ModifySnapshotAttribute"] {
+        for mode in ["--grant", "--revoke"] {
+            let args = publish_args(out_s, mode, &principals);
+            world.proxy.clear_log();
+            world
+                .proxy
+                .set_rules(vec![Rule::always(Action::Hang).operation(step)]);
+            let mut child = world.spawn(&args);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !world
+                .proxy
+                .requests()
+                .iter()
+                .any(|r| r.operation == step && r.fault == Some(Action::Hang))
+            {
+                assert!(Instant::now() < deadline, "{mode}: {step} never sent");
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "{mode}: pubsys ended before {step}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            child.kill().unwrap();
+            child.wait().unwrap();
+
+            // Stopped there: everything shared is in amis.json, the snapshots are never shared
+            // beyond the AMI, and the record says a change is unfinished.
+            let record = recorded_permissions(&out, "us-west-2");
+            let on_image = launch_permissions(&aws, "us-west-2", &image_id).await;
+            let on_snapshots = snapshot_permissions(&aws, "us-west-2", &image_id).await;
+            let at = format!("{mode} stopped at {step}");
+            assert!(
+                on_image.is_subset(&record),
+                "{at}: the AMI is shared with {on_image:?}, amis.json records {record:?}"
+            );
+            assert!(
+                on_snapshots.is_subset(&record),
+                "{at}: the snapshots are shared with {on_snapshots:?}, amis.json records \
+                 {record:?}"
+            );
+            assert!(
+                on_snapshots.is_subset(&on_image),
+                "{at}: snapshots {on_snapshots:?}, AMI {on_image:?}"
+            );
+            assert_eq!(
+                json(&out)["us-west-2"]["pending"]["operation"],
+                mode.trim_start_matches('-'),
+                "{at}"
+            );
+            let (code, report) = validate_ami(&world, &out, &[]);
+            assert_eq!(code, Some(3), "{at}: {report}");
+            assert_eq!(report["us-west-2"]["incorrect"], 1, "{at}: {report}");
+
+            // A re-run of the same command finishes the change.
+            world.proxy.set_rules(Vec::new());
+            assert!(world.run(&args).status.success(), "{at}: re-run");
+            let expected = if mode == "--grant" {
+                granted.clone()
+            } else {
+                BTreeSet::new()
+            };
+            assert_eq!(
+                launch_permissions(&aws, "us-west-2", &image_id).await,
+                expected,
+                "{at}"
+            );
+            assert_eq!(
+                snapshot_permissions(&aws, "us-west-2", &image_id).await,
+                expected,
+                "{at}"
+            );
+            let amis = json(&out);
+            assert_eq!(recorded_permissions(&out, "us-west-2"), expected, "{at}");
+            assert_eq!(amis["us-west-2"]["public"], mode == "--grant", "{at}");
+            assert!(amis["us-west-2"].get("pending").is_none(), "{at}: {amis}");
+            validate_agrees(&world, &out, &[]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_ami_grants_and_revokes_organizations_and_organizational_units() {
+    let world = World::new();
+    let (out, image_id) = one_region_ami(&world, "org-test");
+    let out_s = out.to_str().unwrap();
+    let aws = world.aws().await;
+    let org = "arn:aws:organizations::123456789012:organization/o-exampleorg1";
+    let ou = "arn:aws:organizations::123456789012:ou/o-exampleorg1/ou-ab12-cdef3456";
+    let principals = ["--organization-arns", org, "--organizational-unit-arns", ou];
+    let shared: BTreeSet<LaunchPermission> = [
+        LaunchPermission::OrganizationArn(org.into()),
+        LaunchPermission::OrganizationalUnitArn(ou.into()),
+    ]
+    .into();
+
+    for (mode, operation, expected) in [
+        ("--grant", "add", shared.clone()),
+        ("--revoke", "remove", BTreeSet::new()),
+    ] {
+        world.proxy.clear_log();
+        assert!(
+            world
+                .run(&publish_args(out_s, mode, &principals))
+                .status
+                .success()
+        );
+        // Sent: one ModifyImageAttribute with both ARNs; snapshots take no org or OU.
+        let sent = world.proxy.forwarded("ModifyImageAttribute");
+        assert_eq!(sent.len(), 1, "{mode}");
+        for (key, value) in [
+            ("ImageId", image_id.as_str()),
+            ("Attribute", "launchPermission"),
+            ("OperationType", operation),
+            ("OrganizationArn.1", org),
+            ("OrganizationalUnitArn.1", ou),
+        ] {
+            assert_eq!(sent[0].param(key).as_deref(), Some(value), "{mode}: {key}");
+        }
+        assert!(sent[0].param("UserId.1").is_none() && sent[0].param("UserGroup.1").is_none());
+        assert_eq!(world.sent("ModifySnapshotAttribute"), 0, "{mode}");
+        // Stored, recorded, and validate-ami agrees.
+        assert_eq!(
+            launch_permissions(&aws, "us-west-2", &image_id).await,
+            expected,
+            "{mode}"
+        );
+        assert!(
+            snapshot_permissions(&aws, "us-west-2", &image_id)
+                .await
+                .is_empty()
+        );
+        let amis = json(&out);
+        assert_eq!(recorded_permissions(&out, "us-west-2"), expected, "{amis}");
+        assert_eq!(amis["us-west-2"]["public"], false);
+        validate_agrees(&world, &out, &[]);
+    }
 }

@@ -37,6 +37,10 @@ pub enum Action {
     /// Answer with this status and XML body instead of forwarding: stands in for an API the
     /// server does not implement, so a test can still check what the client sent.
     Answer(u16, &'static str),
+    /// Record the request at once, then neither forward nor answer it: the client waits until
+    /// it gives up or is killed (a process stopped just before a call took effect). The
+    /// connection is dropped when the client closes it.
+    Hang,
 }
 
 /// A fault rule. Every criterion left `None` matches everything.
@@ -502,6 +506,12 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>) -> std::io::Resu
                 vec![("content-type".to_owned(), "text/xml".to_owned())],
                 body.as_bytes().to_vec(),
             )),
+            Some(Action::Hang) => {
+                push(&state, record);
+                let mut rest = [0u8; 1024];
+                while matches!(reader.read(&mut rest).await, Ok(n) if n > 0) {}
+                return Ok(());
+            }
             Some(Action::Delay(delay)) => {
                 tokio::time::sleep(delay).await;
                 None

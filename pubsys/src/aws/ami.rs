@@ -15,11 +15,14 @@
 //! * `CopyImage` carries a client token derived from the name and region (idempotent on AWS).
 //!
 //! `amis.json` is rewritten (atomically) after each region gets an AMI ID and again when it
-//! becomes available, so a crash never loses the record of an AMI that exists.
+//! becomes available, so a crash never loses the record of an AMI that exists. Sharing the
+//! base AMI with the account of a region that publishes from another account goes through
+//! [`super::permissions`], so the base region's record lists that grant too.
 
-use super::amis::{self, AmisFile, Image, LaunchPermission};
+use super::amis::{self, AmisFile, Image, LaunchPermission, Operation, PendingChange, Recorder};
 use super::ec2::{self, WaitSettings, image_named, snapshot_ids, tag, wait_for_image};
 use super::error::{self, Result, sdk};
+use super::permissions::{self, Target};
 use super::snapshot::{self, UploadSettings};
 use super::{Arch, AwsArgs, DurationArg};
 use crate::Context;
@@ -27,8 +30,7 @@ use crate::config::infra::Region;
 use aws_context::AwsContext;
 use aws_sdk_ec2::types::{
     ArchitectureValues, BlockDeviceMapping, BootModeValues, EbsBlockDevice, ImdsSupportValues,
-    OperationType, ResourceType, SnapshotAttributeName, SnapshotState, TagSpecification,
-    TpmSupportValues, VolumeType,
+    ResourceType, SnapshotState, TagSpecification, TpmSupportValues, VolumeType,
 };
 use clap::{Args, ValueEnum};
 use futures::stream::{self, StreamExt};
@@ -36,7 +38,6 @@ use serde::Serialize;
 use snafu::{OptionExt, ResultExt};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// Tag on snapshots (and AMIs): the AMI name they belong to.
 pub const TAG_NAME: &str = "pubsys:ami-name";
@@ -454,35 +455,15 @@ impl fmt::Display for AmiReport {
     }
 }
 
-/// Keeps amis.json in step with what exists.
-#[derive(Debug)]
-struct Recorder {
-    path: Option<PathBuf>,
-    amis: Mutex<AmisFile>,
-}
-
-impl Recorder {
-    fn new(path: Option<&Path>, name: &str) -> Result<Recorder> {
-        let mut amis = match path {
-            Some(path) if path.exists() => amis::load(path)?,
-            _ => AmisFile::new(),
-        };
-        // Entries for another AMI name belong to another release: start afresh.
-        amis.retain(|_, image| image.name == name);
-        Ok(Recorder {
-            path: path.map(Path::to_owned),
-            amis: Mutex::new(amis),
-        })
-    }
-
-    fn record(&self, region: &str, image: Image) -> Result<()> {
-        let mut amis = self.amis.lock().unwrap_or_else(|e| e.into_inner());
-        amis.insert(region.to_owned(), image);
-        match &self.path {
-            Some(path) => amis::save(path, &amis),
-            None => Ok(()),
-        }
-    }
+/// The recorder of `pubsys ami`: entries for another AMI name belong to another release and
+/// are dropped.
+fn recorder(path: Option<&Path>, name: &str) -> Result<Recorder> {
+    let mut amis = match path {
+        Some(path) if path.exists() => amis::load(path)?,
+        _ => AmisFile::new(),
+    };
+    amis.retain(|_, image| image.name == name);
+    Ok(Recorder::new(path, amis))
 }
 
 /// Run `pubsys ami`.
@@ -490,7 +471,7 @@ pub async fn run(args: &AmiArgs, context: &Context) -> Result<AmiReport> {
     let regions = args.aws.regions(context)?;
     let base = &regions[0];
     let aws = super::context(&args.aws, context, base).await;
-    let recorder = Recorder::new(args.ami_output.as_deref(), &args.name)?;
+    let recorder = recorder(args.ami_output.as_deref(), &args.name)?;
     let wait = WaitSettings {
         timeout: args.wait_timeout.0,
         interval: args.poll_interval.0,
@@ -572,8 +553,18 @@ pub async fn run(args: &AmiArgs, context: &Context) -> Result<AmiReport> {
             .aws
             .as_ref()
             .is_some_and(|a| a.region.values().any(|r| r.role.is_some()));
-        let base_account = if region_roles {
-            Some(account(&aws, base.as_str()).await?)
+        let base_share = if region_roles {
+            Some(BaseShare {
+                account: account(&aws, base.as_str()).await?,
+                target: Target {
+                    ec2: &ec2_base,
+                    region: base.as_str(),
+                    image_id: &base_id,
+                    name: &args.name,
+                    snapshots: &base_snapshots,
+                },
+                one_at_a_time: tokio::sync::Mutex::new(()),
+            })
         } else {
             None
         };
@@ -587,8 +578,7 @@ pub async fn run(args: &AmiArgs, context: &Context) -> Result<AmiReport> {
                 let aws = &aws;
                 let recorder = &recorder;
                 let base_id = base_id.as_str();
-                let base_snapshots = &base_snapshots;
-                let base_account = base_account.as_deref();
+                let base_share = base_share.as_ref();
                 let content = content.as_slice();
                 async move {
                     let mut outcome = RegionOutcome {
@@ -604,8 +594,7 @@ pub async fn run(args: &AmiArgs, context: &Context) -> Result<AmiReport> {
                             args,
                             base: base.as_str(),
                             base_id,
-                            base_snapshots,
-                            base_account,
+                            base_share,
                             content,
                             region: region.as_str(),
                             wait: copy_wait,
@@ -971,13 +960,24 @@ async fn account(aws: &AwsContext, region: &str) -> Result<String> {
         })
 }
 
+/// What sharing the base AMI with the accounts of other regions needs.
+struct BaseShare<'a> {
+    /// The base region's account.
+    account: String,
+    /// The base AMI and its snapshots.
+    target: Target<'a>,
+    /// One change of the base AMI's permissions (and record) at a time: each records what it
+    /// read back, which must include the others' grants.
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
 struct CopyJob<'a> {
     aws: &'a AwsContext,
     args: &'a AmiArgs,
     base: &'a str,
     base_id: &'a str,
-    base_snapshots: &'a [String],
-    base_account: Option<&'a str>,
+    /// Set when regions may publish from other accounts.
+    base_share: Option<&'a BaseShare<'a>>,
     /// What the base AMI was made from (recorded on every copy too).
     content: &'a [(&'static str, snapshot::Identity)],
     region: &'a str,
@@ -999,8 +999,7 @@ async fn copy_to(job: CopyJob<'_>, recorder: &Recorder, outcome: &mut RegionOutc
         args,
         base,
         base_id,
-        base_snapshots,
-        base_account,
+        base_share,
         content,
         region,
         wait,
@@ -1012,10 +1011,10 @@ async fn copy_to(job: CopyJob<'_>, recorder: &Recorder, outcome: &mut RegionOutc
         .context(error::ClientSnafu { region })?;
 
     // A region publishing from another account needs access to the base AMI first.
-    if let Some(base_account) = base_account {
+    if let Some(share) = base_share {
         let target_account = account(aws, region).await?;
-        if target_account != base_account {
-            grant_account(aws, base, base_id, base_snapshots, &target_account).await?;
+        if target_account != share.account {
+            grant_account(share, &target_account, recorder).await?;
         }
     }
 
@@ -1086,45 +1085,20 @@ async fn copy_to(job: CopyJob<'_>, recorder: &Recorder, outcome: &mut RegionOutc
     Ok(())
 }
 
-/// Let `account` use the base AMI and its snapshots (so it can copy them).
-async fn grant_account(
-    aws: &AwsContext,
-    base: &str,
-    image_id: &str,
-    snapshots: &[String],
-    account: &str,
-) -> Result<()> {
-    let ec2 = aws
-        .ec2(base)
-        .await
-        .context(error::ClientSnafu { region: base })?;
-    for snapshot_id in snapshots {
-        ec2.modify_snapshot_attribute()
-            .snapshot_id(snapshot_id)
-            .attribute(SnapshotAttributeName::CreateVolumePermission)
-            .operation_type(OperationType::Add)
-            .user_ids(account)
-            .send()
-            .await
-            .map_err(sdk)
-            .context(error::CallSnafu {
-                operation: "ModifySnapshotAttribute",
-                region: base,
-            })?;
-    }
-    ec2.modify_image_attribute()
-        .image_id(image_id)
-        .attribute("launchPermission")
-        .operation_type(OperationType::Add)
-        .user_ids(account)
-        .send()
-        .await
-        .map_err(sdk)
-        .context(error::CallSnafu {
-            operation: "ModifyImageAttribute",
-            region: base,
-        })?;
-    tracing::info!(account, image_id, "granted the base AMI to another account");
+/// Let `account` use the base AMI and its snapshots (so it can copy them), recorded in the
+/// base region's entry of amis.json like any other launch permission.
+async fn grant_account(share: &BaseShare<'_>, account: &str, recorder: &Recorder) -> Result<()> {
+    let _alone = share.one_at_a_time.lock().await;
+    let change = PendingChange {
+        operation: Operation::Grant,
+        launch_permissions: vec![LaunchPermission::UserId(account.to_owned())],
+    };
+    permissions::apply(&share.target, &change, recorder).await?;
+    tracing::info!(
+        account,
+        image_id = share.target.image_id,
+        "granted the base AMI to another account"
+    );
     Ok(())
 }
 

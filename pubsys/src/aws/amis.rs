@@ -4,13 +4,16 @@
 //! { "us-west-2": { "id": "ami-…", "name": "…", "public": false, "launch_permissions": [] } }
 //! ```
 //!
-//! `public` and `launch_permissions` are optional on read; unknown fields are kept.
+//! `public` and `launch_permissions` are optional on read; unknown fields are kept. While a
+//! permission change is in flight its record also has a `pending` entry (see
+//! [`PendingChange`]), which the reference ignores.
 
 use super::error::{self, Result};
 use serde::{Deserialize, Serialize};
 use snafu::{OptionExt, ResultExt};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// The whole file: region name → image.
 pub type AmisFile = BTreeMap<String, Image>;
@@ -28,6 +31,11 @@ pub struct Image {
     /// Launch permissions.
     #[serde(default)]
     pub launch_permissions: Vec<LaunchPermission>,
+    /// A permission change begun and not known to be finished (our addition to the format,
+    /// written only while one is in flight; re-running the command that began it finishes
+    /// it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingChange>,
     /// Fields written by other tools, kept as they are.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -41,9 +49,46 @@ impl Image {
             name: name.into(),
             public: false,
             launch_permissions: Vec::new(),
+            pending: None,
             extra: serde_json::Map::new(),
         }
     }
+
+    /// Record `permissions` as the image's launch permissions (and `public` from them).
+    pub fn set_permissions(&mut self, permissions: Vec<LaunchPermission>) {
+        self.public = is_public(&permissions);
+        self.launch_permissions = permissions;
+    }
+}
+
+/// Whether a permission change adds or removes principals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// Add the principals (`publish-ami --grant`, a cross-account share by `ami`).
+    Grant,
+    /// Remove the principals (`publish-ami --revoke`).
+    Revoke,
+}
+
+impl Operation {
+    /// `grant` or `revoke`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Grant => "grant",
+            Operation::Revoke => "revoke",
+        }
+    }
+}
+
+/// A permission change on an AMI and its snapshots: the `pending` entry of an amis.json
+/// record while it is in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingChange {
+    /// Add or remove.
+    pub operation: Operation,
+    /// The principals added or removed (snapshots take only accounts and groups).
+    pub launch_permissions: Vec<LaunchPermission>,
 }
 
 /// A launch permission: exactly one principal.
@@ -117,6 +162,42 @@ pub fn load_for(path: &Path, regions: &[String]) -> Result<AmisFile> {
 /// Write an `amis.json` atomically.
 pub fn save(path: &Path, amis: &AmisFile) -> Result<()> {
     super::write_json(path, amis, "amis.json")
+}
+
+/// Keeps an amis.json in step with what exists: every [`Recorder::record`] rewrites the
+/// whole file atomically (nothing is written without a path).
+#[derive(Debug)]
+pub struct Recorder {
+    path: Option<PathBuf>,
+    amis: Mutex<AmisFile>,
+}
+
+impl Recorder {
+    /// A recorder of `amis`, written to `path` when there is one.
+    pub fn new(path: Option<&Path>, amis: AmisFile) -> Recorder {
+        Recorder {
+            path: path.map(Path::to_owned),
+            amis: Mutex::new(amis),
+        }
+    }
+
+    /// The record of `region` when it is of `image_id`.
+    pub fn get(&self, region: &str, image_id: &str) -> Option<Image> {
+        let amis = self.amis.lock().unwrap_or_else(|e| e.into_inner());
+        amis.get(region)
+            .filter(|image| image.id == image_id)
+            .cloned()
+    }
+
+    /// Set the record of `region` and write the file.
+    pub fn record(&self, region: &str, image: Image) -> Result<()> {
+        let mut amis = self.amis.lock().unwrap_or_else(|e| e.into_inner());
+        amis.insert(region.to_owned(), image);
+        match &self.path {
+            Some(path) => save(path, &amis),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The image of `region`, or an error naming the file.

@@ -35,6 +35,19 @@ pub enum Error {
         source: SdkFailure,
     },
 
+    /// Changing who may use an AMI or snapshot failed.
+    #[snafu(display("{operation} on {resource} in {region} failed"))]
+    ModifyPermissions {
+        /// The API operation.
+        operation: &'static str,
+        /// The AMI or snapshot.
+        resource: String,
+        /// Region.
+        region: String,
+        /// The SDK error.
+        source: SdkFailure,
+    },
+
     /// A file could not be read.
     #[snafu(display("Failed to read {}", path.display()))]
     ReadFile {

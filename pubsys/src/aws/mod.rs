@@ -15,6 +15,7 @@ pub mod amis;
 pub mod ec2;
 pub mod error;
 pub mod params;
+pub mod permissions;
 pub mod promote_ssm;
 pub mod publish_ami;
 pub mod snapshot;

@@ -3,15 +3,16 @@
 //!
 //! Snapshots take account IDs and groups; AWS has no organization or OU sharing for
 //! snapshots, so those principals apply to the AMI only (launching through the AMI does not
-//! need snapshot access). The processed regions are **merged** into `amis.json` (other
-//! regions are kept), atomically, even when some regions fail.
-
-use super::amis::{self, LaunchPermission};
-use super::ec2::{self, WaitSettings, snapshot_ids, wait_for_image};
-use super::error::{self, Result, sdk};
+//! need snapshot access). Each region's record in `amis.json` is rewritten (atomically) before
+//! and after its change, in the order [`super::permissions`] describes, so a run stopped at
+//! any point never shares more than the file records and a re-run finishes the change; other
+//! regions are kept as they are.
+use super::amis::{self, LaunchPermission, Operation, PendingChange, Recorder};
+use super::ec2::{WaitSettings, snapshot_ids, wait_for_image};
+use super::error::{self, Result};
+use super::permissions::{self, Target};
 use super::{AwsArgs, DurationArg};
 use crate::Context;
-use aws_sdk_ec2::types::{OperationType, SnapshotAttributeName};
 use clap::Args;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
@@ -139,7 +140,7 @@ pub async fn run(args: &PublishAmiArgs, context: &Context) -> Result<PublishAmiR
         error::NoPrincipalsSnafu
     );
     let requested: Vec<String> = args.aws.regions.iter().map(|r| r.to_string()).collect();
-    let mut amis = amis::load_for(&args.ami_input, &requested)?;
+    let amis = amis::load_for(&args.ami_input, &requested)?;
     let regions: Vec<String> = if requested.is_empty() {
         amis.keys().cloned().collect()
     } else {
@@ -147,28 +148,25 @@ pub async fn run(args: &PublishAmiArgs, context: &Context) -> Result<PublishAmiR
     };
     let base = regions[0].parse().map_err(|_| error::Error::NoRegions)?;
     let aws = super::context(&args.aws, context, &base).await;
-    let operation = if args.grant {
-        OperationType::Add
-    } else {
-        OperationType::Remove
-    };
+    let change = requested_change(args);
     let wait = WaitSettings {
         timeout: args.wait_timeout.0,
         interval: args.poll_interval.0,
     };
+    let recorder = Recorder::new(Some(&args.ami_input), amis.clone());
     let mut outcomes: Vec<PublishOutcome> = stream::iter(regions.iter())
         .map(|region| {
-            let image_id = amis[region].id.clone();
-            let aws = &aws;
-            let operation = operation.clone();
+            let image = &amis[region];
+            let (aws, change, recorder) = (&aws, &change, &recorder);
             async move {
-                let result = publish_region(aws, args, region, &image_id, operation, wait).await;
+                let result = publish_region(aws, region, image, change, recorder, wait).await;
+                let image_id = image.id.clone();
                 match result {
-                    Ok(permissions) => PublishOutcome {
+                    Ok(record) => PublishOutcome {
                         region: region.clone(),
                         image_id,
-                        public: Some(amis::is_public(&permissions)),
-                        launch_permissions: permissions,
+                        public: Some(record.public),
+                        launch_permissions: record.launch_permissions,
                         error: None,
                     },
                     Err(e) => {
@@ -188,84 +186,58 @@ pub async fn run(args: &PublishAmiArgs, context: &Context) -> Result<PublishAmiR
         .collect()
         .await;
     outcomes.sort_by_key(|o| regions.iter().position(|r| *r == o.region));
-
-    // Merge: only regions that succeeded change; every other region is kept as it was.
-    for outcome in &outcomes {
-        if outcome.error.is_none()
-            && let Some(image) = amis.get_mut(&outcome.region)
-        {
-            image.public = outcome.public.unwrap_or(false);
-            image.launch_permissions = outcome.launch_permissions.clone();
-        }
-    }
-    amis::save(&args.ami_input, &amis)?;
     Ok(PublishAmiReport {
-        operation: if args.grant { "grant" } else { "revoke" }.to_owned(),
+        operation: change.operation.as_str().to_owned(),
         regions: outcomes,
     })
 }
 
+/// The change the flags ask for.
+fn requested_change(args: &PublishAmiArgs) -> PendingChange {
+    let each = |values: &[String], kind: fn(String) -> LaunchPermission| {
+        values.iter().cloned().map(kind).collect::<Vec<_>>()
+    };
+    let launch_permissions = [
+        each(&args.user_ids, LaunchPermission::UserId),
+        each(&args.group_names, LaunchPermission::Group),
+        each(&args.organization_arns, LaunchPermission::OrganizationArn),
+        each(
+            &args.organizational_unit_arns,
+            LaunchPermission::OrganizationalUnitArn,
+        ),
+    ]
+    .concat();
+    PendingChange {
+        operation: if args.grant {
+            Operation::Grant
+        } else {
+            Operation::Revoke
+        },
+        launch_permissions,
+    }
+}
+
+/// Wait for the region's AMI, then change its permissions and record them.
 async fn publish_region(
     aws: &aws_context::AwsContext,
-    args: &PublishAmiArgs,
     region: &str,
-    image_id: &str,
-    operation: OperationType,
+    image: &amis::Image,
+    change: &PendingChange,
+    recorder: &Recorder,
     wait: WaitSettings,
-) -> Result<Vec<LaunchPermission>> {
+) -> Result<amis::Image> {
     let ec2 = aws
         .ec2(region)
         .await
         .context(error::ClientSnafu { region })?;
-    let image = wait_for_image(&ec2, region, image_id, wait).await?;
-    // Snapshots first, so a public AMI never points at private snapshots (public copies
-    // need both).
-    if !(args.user_ids.is_empty() && args.group_names.is_empty()) {
-        for snapshot_id in snapshot_ids(&image) {
-            ec2.modify_snapshot_attribute()
-                .snapshot_id(&snapshot_id)
-                .attribute(SnapshotAttributeName::CreateVolumePermission)
-                .operation_type(operation.clone())
-                .set_user_ids(non_empty(&args.user_ids))
-                .set_group_names(non_empty(&args.group_names))
-                .send()
-                .await
-                .map_err(sdk)
-                .context(error::CallSnafu {
-                    operation: "ModifySnapshotAttribute",
-                    region,
-                })?;
-        }
-    }
-    ec2.modify_image_attribute()
-        .image_id(image_id)
-        .attribute("launchPermission")
-        .operation_type(operation)
-        .set_user_ids(non_empty(&args.user_ids))
-        .set_user_groups(non_empty(&args.group_names))
-        .set_organization_arns(non_empty(&args.organization_arns))
-        .set_organizational_unit_arns(non_empty(&args.organizational_unit_arns))
-        .send()
-        .await
-        .map_err(sdk)
-        .context(error::CallSnafu {
-            operation: "ModifyImageAttribute",
-            region,
-        })?;
-    let permissions = ec2::launch_permissions(&ec2, region, image_id).await?;
-    tracing::info!(
+    let found = wait_for_image(&ec2, region, &image.id, wait).await?;
+    let snapshots = snapshot_ids(&found);
+    let target = Target {
+        ec2: &ec2,
         region,
-        image_id,
-        public = amis::is_public(&permissions),
-        "permissions updated"
-    );
-    Ok(permissions)
-}
-
-fn non_empty(values: &[String]) -> Option<Vec<String>> {
-    if values.is_empty() {
-        None
-    } else {
-        Some(values.to_vec())
-    }
+        image_id: &image.id,
+        name: &image.name,
+        snapshots: &snapshots,
+    };
+    permissions::apply(&target, change, recorder).await
 }

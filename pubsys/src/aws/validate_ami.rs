@@ -4,10 +4,11 @@
 //! Differences from the reference: exit code 3 when anything is Incorrect, Missing or
 //! Unreachable; launch permissions compare as sets (order is not meaningful); Unreachable
 //! is its own count; `ena_support` and `sriov_net_support` are compared only when the
-//! expected file states them (amis.json does not record them, and they are configurable).
+//! expected file states them (amis.json does not record them, and they are configurable); a
+//! record with an unfinished permission change (`pending`) is Incorrect.
 
 use super::AwsArgs;
-use super::amis::{LaunchPermission, is_public};
+use super::amis::{LaunchPermission, PendingChange, is_public};
 use super::ec2;
 use super::error::{self, Result, sdk};
 use crate::Context;
@@ -121,6 +122,10 @@ pub struct ImageDef {
     /// SR-IOV support (compared only when expected states it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sriov_net_support: Option<String>,
+    /// A permission change amis.json records as unfinished: such a record is never Correct
+    /// (re-run the command that began it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingChange>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +249,7 @@ pub fn compare(expected: &ImageDef, actual: &ImageDef) -> Status {
         && same_permissions
         && ena_ok
         && sriov_ok
+        && expected.pending.is_none()
     {
         Status::Correct
     } else {
@@ -372,6 +378,7 @@ async fn actual_images(
                 launch_permissions: permissions,
                 ena_support: image.ena_support(),
                 sriov_net_support: image.sriov_net_support().map(str::to_owned),
+                pending: None,
             },
         );
     }
@@ -393,6 +400,7 @@ mod tests {
             ],
             ena_support: None,
             sriov_net_support: None,
+            pending: None,
         }
     }
 
@@ -408,5 +416,17 @@ mod tests {
         assert_eq!(compare(&strict, &actual), Status::Incorrect);
         actual.public = false;
         assert_eq!(compare(&expected, &actual), Status::Incorrect);
+    }
+
+    #[test]
+    fn an_unfinished_permission_change_is_never_correct() {
+        use crate::aws::amis::{Operation, PendingChange};
+        let mut expected = def();
+        assert_eq!(compare(&expected, &def()), Status::Correct);
+        expected.pending = Some(PendingChange {
+            operation: Operation::Grant,
+            launch_permissions: vec![LaunchPermission::Group("all".into())],
+        });
+        assert_eq!(compare(&expected, &def()), Status::Incorrect);
     }
 }

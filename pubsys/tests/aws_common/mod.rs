@@ -152,3 +152,63 @@ pub async fn images_named(aws: &aws_context::AwsContext, region: &str, name: &st
 
 /// Fast-retry flags for every AWS command in tests.
 pub const FAST: [&str; 4] = ["--max-attempts", "10", "--retry-backoff-ms", "5"];
+
+/// Who may launch `image_id` in `region`, as moto has it.
+pub async fn launch_permissions(
+    aws: &aws_context::AwsContext,
+    region: &str,
+    image_id: &str,
+) -> std::collections::BTreeSet<pubsys::aws::amis::LaunchPermission> {
+    let ec2 = aws.ec2(region).await.unwrap();
+    pubsys::aws::ec2::launch_permissions(&ec2, region, image_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// Who may create volumes from any snapshot of `image_id` in `region`, as moto has it, in
+/// amis.json's terms (a group or an account).
+pub async fn snapshot_permissions(
+    aws: &aws_context::AwsContext,
+    region: &str,
+    image_id: &str,
+) -> std::collections::BTreeSet<pubsys::aws::amis::LaunchPermission> {
+    use pubsys::aws::amis::LaunchPermission;
+    let ec2 = aws.ec2(region).await.unwrap();
+    let images = ec2
+        .describe_images()
+        .image_ids(image_id)
+        .send()
+        .await
+        .unwrap();
+    let snapshots = pubsys::aws::ec2::snapshot_ids(&images.images()[0]);
+    assert!(!snapshots.is_empty(), "{image_id} has no snapshots");
+    let mut permissions = std::collections::BTreeSet::new();
+    for snapshot_id in snapshots {
+        let output = ec2
+            .describe_snapshot_attribute()
+            .snapshot_id(&snapshot_id)
+            .attribute(aws_sdk_ec2::types::SnapshotAttributeName::CreateVolumePermission)
+            .send()
+            .await
+            .unwrap();
+        for permission in output.create_volume_permissions() {
+            if let Some(group) = permission.group() {
+                permissions.insert(LaunchPermission::Group(group.as_str().to_owned()));
+            }
+            if let Some(user) = permission.user_id() {
+                permissions.insert(LaunchPermission::UserId(user.to_owned()));
+            }
+        }
+    }
+    permissions
+}
+
+/// The launch permissions amis.json records for `region`.
+pub fn recorded_permissions(
+    amis: &Path,
+    region: &str,
+) -> std::collections::BTreeSet<pubsys::aws::amis::LaunchPermission> {
+    serde_json::from_value(json(amis)[region]["launch_permissions"].clone()).unwrap()
+}
