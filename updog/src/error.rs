@@ -192,6 +192,30 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// The clock guard: the wall clock is earlier than the latest time a load succeeded at
+    /// (a clock set back could make expired metadata look valid again).
+    #[snafu(display(
+        "The system clock ({now}) is earlier than the latest time updog loaded the repository \
+         at ({latest}, recorded in {}): the clock stepped backwards. Fix the clock; if the \
+         recorded time is wrong, remove that file",
+        file.display()
+    ))]
+    ClockSteppedBack {
+        /// Current time.
+        now: jiff::Timestamp,
+        /// Latest time recorded.
+        latest: jiff::Timestamp,
+        /// The clock file.
+        file: PathBuf,
+    },
+    /// The clock guard's file could not be written.
+    #[snafu(display("Failed to write the clock file {}", path.display()))]
+    WriteClock {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// A cache file could not be written.
     #[snafu(display("Failed to write cache file {}", path.display()))]
     WriteCache {

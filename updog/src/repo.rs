@@ -4,7 +4,7 @@ use crate::config::Settings;
 use crate::error::{self, Result};
 use crate::transport::UpdogTransport;
 use futures::StreamExt;
-use snafu::{OptionExt, ResultExt};
+use snafu::{OptionExt, ResultExt, ensure};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -44,7 +44,19 @@ pub async fn load(
             path: &paths.datastore,
         })?;
     forget_tough_datastore(&paths.datastore)?;
-    RepositoryLoader::new(
+    let clock_file = paths.datastore.join(CLOCK_FILE);
+    let latest = read_latest_time(&clock_file);
+    if let Some(latest) = latest {
+        ensure!(
+            now >= latest,
+            error::ClockSteppedBackSnafu {
+                now,
+                latest,
+                file: &clock_file,
+            }
+        );
+    }
+    let repo = RepositoryLoader::new(
         &paths.datastore,
         &settings.metadata_base_url,
         &settings.targets_base_url,
@@ -61,7 +73,27 @@ pub async fn load(
     .map_err(|source| error::Error::LoadMetadata {
         url: settings.metadata_base_url.to_string(),
         source: Box::new(source),
-    })
+    })?;
+    if latest.is_none_or(|latest| now > latest) {
+        update_metadata::fs::write_atomic(&clock_file, now.to_string().as_bytes(), 0o600)
+            .context(error::WriteClockSnafu { path: &clock_file })?;
+    }
+    Ok(repo)
+}
+
+/// The clock guard's file in the datastore: the latest time a load succeeded at.
+pub const CLOCK_FILE: &str = "latest-known-time";
+
+/// The time recorded in `path`, if there is a readable one.
+fn read_latest_time(path: &std::path::Path) -> Option<jiff::Timestamp> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match text.trim().parse() {
+        Ok(time) => Some(time),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable clock file");
+            None
+        }
+    }
 }
 
 /// A datastore written by a tough-based updog (marked by tough's clock file) holds metadata

@@ -148,6 +148,28 @@ fn a_trickling_mirror_is_dropped_by_the_minimum_throughput() {
 }
 
 #[test]
+fn a_clock_set_back_is_refused() {
+    let release = Release::new("1.1.0", 33);
+    let scenario = Scenario::new(&release, past());
+    scenario.updog().arg("check-update").assert().code(100);
+    let clock = scenario.path("datastore/latest-known-time");
+    let recorded: Timestamp = fs::read_to_string(&clock).unwrap().trim().parse().unwrap();
+    assert!(recorded <= Timestamp::now());
+    // The recorded time is a day ahead of the wall clock: as if the clock went back a day
+    // (which could make expired metadata look valid again).
+    let ahead = Timestamp::now() + SignedDuration::from_hours(24);
+    fs::write(&clock, ahead.to_string()).unwrap();
+    let out = scenario.updog().arg("update").assert().code(1);
+    let text = stderr(&out);
+    assert!(text.contains("stepped backwards"), "{text}");
+    assert_still_boots_a(&scenario);
+    // Once the file is removed (the clock is right), it runs again.
+    fs::remove_file(&clock).unwrap();
+    scenario.updog().arg("update").assert().code(0);
+    scenario.assert_set_b_holds(&release);
+}
+
+#[test]
 fn declared_oversize_image_is_refused_before_any_write() {
     let mut release = Release::new("1.1.0", 27);
     // HASH-B is 5 MiB.
