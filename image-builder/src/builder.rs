@@ -17,7 +17,7 @@ use crate::settings::{BuildSettings, RootFs};
 use crate::tools::{self, ToolEnv};
 use crate::tree::{self, Entry};
 use crate::verity::{self, VerityParams};
-use signpost::gpt_types::PartitionRole;
+use gpt_contract::PartitionRole;
 use snafu::{OptionExt, ResultExt, ensure};
 use std::fs;
 use std::path::{Path, PathBuf};

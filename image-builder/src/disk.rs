@@ -4,8 +4,8 @@ use crate::error::{self, Result};
 use crate::ids::Seed;
 use crate::layout::{Disk, Partition, PartitionPlan};
 use crate::progress::Progress;
+use gpt_contract::{BootFlags, PartitionRole};
 use gptman::{GPT, GPTPartitionEntry};
-use signpost::gpt_types::{BootFlags, PartitionRole};
 use snafu::{OptionExt, ResultExt};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -194,7 +194,7 @@ mod tests {
         assert_eq!(guids.len(), 13);
         assert_eq!(
             gpt[13].unique_partition_guid,
-            signpost::gpt_types::DATA_FALLBACK_UNIQUE_GUID.bytes()
+            gpt_contract::DATA_FALLBACK_UNIQUE_GUID.bytes()
         );
     }
 }

@@ -4,7 +4,7 @@
 //! is random, like upstream.
 use crate::error::{self, Result};
 use aws_lc_rs::digest::{Context, SHA256};
-use signpost::gpt_types::Guid;
+use gpt_contract::Guid;
 
 /// The seed every identifier of one build is derived from.
 #[derive(Clone, PartialEq, Eq)]

@@ -3,10 +3,8 @@
 //! Every size is in MiB. A bank (EFI, BOOT, ROOT, HASH, RESERVED) is exactly 500 × G MiB; the
 //! scale factors are fixed forever because in-place updates write into partitions whose offsets
 //! must never move.
+use gpt_contract::{DATA_FALLBACK_UNIQUE_GUID, DATA_PREFERRED_UNIQUE_GUID, Guid, PartitionRole};
 use serde::{Serialize, Serializer};
-use signpost::gpt_types::{
-    DATA_FALLBACK_UNIQUE_GUID, DATA_PREFERRED_UNIQUE_GUID, Guid, PartitionRole,
-};
 use std::fmt;
 
 /// 1 MiB in 512-byte sectors.
@@ -377,9 +375,7 @@ pub fn publish_volume_sizes(settings: LayoutSettings, hint_gib: u32) -> (u32, Op
 #[cfg(test)]
 mod tests {
     use super::{Bank, Banks, Layout, LayoutSettings, PartitionPlan, publish_volume_sizes};
-    use signpost::gpt_types::{
-        DATA_FALLBACK_UNIQUE_GUID, DATA_PREFERRED_UNIQUE_GUID, PartitionRole,
-    };
+    use gpt_contract::{DATA_FALLBACK_UNIQUE_GUID, DATA_PREFERRED_UNIQUE_GUID, PartitionRole};
 
     fn split(g: u32) -> Layout {
         Layout::compute(LayoutSettings {

@@ -72,7 +72,7 @@ pub fn execute(source: &DiskSource, command: Command, lock_timeout: Duration) ->
             if state.needs_write() {
                 state.write()?;
             }
-            tracing::info!(set = %set, flags = ?state.flags(set), "selected the set to boot");
+            tracing::info!(set = %set, flags = %state.flags(set), "selected the set to boot");
             return Ok(Outcome::Selected {
                 set,
                 status: state.status(),

@@ -24,7 +24,8 @@ pub mod commands;
 pub mod disk;
 pub mod error;
 pub mod gpt;
-pub mod gpt_types;
+/// The on-disk contract (type GUIDs, gptprio bits), from its own crate.
+pub use gpt_contract as gpt_types;
 pub mod host;
 pub mod layout;
 pub mod output;

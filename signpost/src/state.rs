@@ -315,8 +315,8 @@ impl State {
         self.table = table;
         tracing::info!(
             disk = %path.display(),
-            a = ?self.ab.a,
-            b = ?self.ab.b,
+            a = %self.ab.a,
+            b = %self.ab.b,
             boot_ever_succeeded = self.ab.boot_ever_succeeded,
             "partition table written"
         );

@@ -53,20 +53,28 @@ pub fn text(outcome: &Outcome) -> Option<String> {
                 let wave = match u.wave {
                     WavePosition::NoWaves => "no waves: every host at any time".to_owned(),
                     WavePosition::First { upper } => {
-                        format!("first wave (seed <= {}, starts {})", upper.key, upper.time)
+                        format!(
+                            "first wave (seed <= {}, starts {})",
+                            upper.key,
+                            local(upper.time)
+                        )
                     }
                     WavePosition::Between { lower, upper } => format!(
                         "wave {} < seed <= {} ({} to {})",
-                        lower.key, upper.key, lower.time, upper.time
+                        lower.key,
+                        upper.key,
+                        local(lower.time),
+                        local(upper.time)
                     ),
                     WavePosition::AfterLast { lower } => format!(
                         "after the last wave (seed > {}, from {})",
-                        lower.key, lower.time
+                        lower.key,
+                        local(lower.time)
                     ),
                 };
                 let when = match u.eligible_at {
                     None => "eligible at any time".to_owned(),
-                    Some(t) => format!("eligible at {t} UTC ({})", local(t)),
+                    Some(t) => format!("eligible at {}", local(t)),
                 };
                 let state = match (u.ready, u.selected) {
                     (_, true) => "ready; update would take it now",

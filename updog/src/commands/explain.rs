@@ -93,11 +93,24 @@ pub fn position(waves: &Waves, seed: Seed) -> WavePosition {
     }
 }
 
-/// Local rendering of an instant.
+/// An instant as a person reads it: to the second, in the host's time zone, the zone named
+/// once (`2026-12-11 12:57:17 UTC`, `2026-12-11 13:57:17 CET (+01:00)`).
 pub fn local(time: Timestamp) -> String {
-    time.to_zoned(TimeZone::system())
-        .strftime("%Y-%m-%d %H:%M:%S %Z (%:z)")
-        .to_string()
+    readable(time, &TimeZone::system())
+}
+
+/// [`local`] in the zone `zone`.
+pub fn readable(time: Timestamp, zone: &TimeZone) -> String {
+    let zoned = time.to_zoned(zone.clone());
+    if zoned.offset().seconds() == 0
+        && zone
+            .iana_name()
+            .is_none_or(|n| n == "UTC" || n == "Etc/UTC")
+    {
+        zoned.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+    } else {
+        zoned.strftime("%Y-%m-%d %H:%M:%S %Z (%:z)").to_string()
+    }
 }
 
 /// Build the report.
@@ -142,8 +155,20 @@ pub async fn run(cli: &Cli, now: Timestamp) -> Result<Outcome> {
 
 #[cfg(test)]
 mod tests {
-    use super::{WavePosition, position};
+    use super::{WavePosition, position, readable};
     use jiff::Timestamp;
+    use jiff::tz::{Offset, TimeZone};
+
+    #[test]
+    fn times_read_to_the_second_with_the_zone_once() {
+        let t: Timestamp = "2026-12-11T12:57:17.696821515Z".parse().unwrap();
+        assert_eq!(readable(t, &TimeZone::UTC), "2026-12-11 12:57:17 UTC");
+        let plus_one = TimeZone::fixed(Offset::constant(1));
+        let text = readable(t, &plus_one);
+        assert!(text.starts_with("2026-12-11 13:57:17 "), "{text}");
+        assert!(text.ends_with("(+01:00)"), "{text}");
+        assert!(!text.contains("UTC") && !text.contains(".69"), "{text}");
+    }
     use std::collections::BTreeMap;
     use update_metadata::{Seed, Waves};
 

@@ -1,6 +1,7 @@
-//! The on-disk vocabulary of the A/B scheme: partition type GUIDs and the "gptprio" attribute
-//! bits. Shared by `signpost` (which reads and flips the bits) and `image-builder` (which lays
-//! out the disk and sets the initial bits), so both agree by construction.
+//! The on-disk contract of the A/B scheme: partition type GUIDs and the "gptprio" attribute
+//! bits. Its own small crate at the bottom of the workspace, so that `image-builder` (which
+//! lays out the disk and sets the initial bits) and `signpost` (which reads and flips them on
+//! the host) agree by construction without one tool depending on the other.
 //!
 //! Bit positions follow ChromeOS `cgpt` / CoreOS gptprio (see `reference/signpost.md` §1):
 //! priority 48–51, tries left 52–55, successful 56, and on the PRIVATE partition only, bit 57
@@ -111,35 +112,19 @@ impl PartitionRole {
 
     /// The partition type GUID of this role.
     pub const fn type_guid(self) -> Guid {
-        match self {
-            PartitionRole::BiosBoot => {
-                Guid::from_fields(0x21686148, 0x6449, 0x6e6f, 0x744e, 0x656564454649)
-            }
-            PartitionRole::EfiSystem => {
-                Guid::from_fields(0xc12a7328, 0xf81f, 0x11d2, 0xba4b, 0x00a0c93ec93b)
-            }
-            PartitionRole::EfiBackup => {
-                Guid::from_fields(0xb39ce39c, 0x0a00, 0xb4ab, 0x2d11, 0xf18f8237a21c)
-            }
-            PartitionRole::Boot => {
-                Guid::from_fields(0x6b636168, 0x7420, 0x6568, 0x2070, 0x6c616e657421)
-            }
-            PartitionRole::Root => {
-                Guid::from_fields(0x5526016a, 0x1a97, 0x4ea4, 0xb39a, 0xb7c8c6ca4502)
-            }
-            PartitionRole::Hash => {
-                Guid::from_fields(0x598f10af, 0xc955, 0x4456, 0x6a99, 0x7720068a6cea)
-            }
-            PartitionRole::Reserved => {
-                Guid::from_fields(0x0c5d99a5, 0xd331, 0x4147, 0xbaef, 0x08e2b855bdc9)
-            }
-            PartitionRole::Private => {
-                Guid::from_fields(0x440408bb, 0xeb0b, 0x4328, 0xa6e5, 0xa29038fad706)
-            }
-            PartitionRole::Data => {
-                Guid::from_fields(0x626f7474, 0x6c65, 0x6474, 0x6861, 0x726d61726b73)
-            }
-        }
+        // Indexed by the enum's declaration order, which `ALL` follows.
+        const TYPE_GUIDS: [Guid; 9] = [
+            Guid::from_fields(0x21686148, 0x6449, 0x6e6f, 0x744e, 0x656564454649), // BIOS boot
+            Guid::from_fields(0xc12a7328, 0xf81f, 0x11d2, 0xba4b, 0x00a0c93ec93b), // EFI system
+            Guid::from_fields(0xb39ce39c, 0x0a00, 0xb4ab, 0x2d11, 0xf18f8237a21c), // EFI backup
+            Guid::from_fields(0x6b636168, 0x7420, 0x6568, 0x2070, 0x6c616e657421), // BOOT
+            Guid::from_fields(0x5526016a, 0x1a97, 0x4ea4, 0xb39a, 0xb7c8c6ca4502), // ROOT
+            Guid::from_fields(0x598f10af, 0xc955, 0x4456, 0x6a99, 0x7720068a6cea), // HASH
+            Guid::from_fields(0x0c5d99a5, 0xd331, 0x4147, 0xbaef, 0x08e2b855bdc9), // RESERVED
+            Guid::from_fields(0x440408bb, 0xeb0b, 0x4328, 0xa6e5, 0xa29038fad706), // PRIVATE
+            Guid::from_fields(0x626f7474, 0x6c65, 0x6474, 0x6861, 0x726d61726b73), // DATA
+        ];
+        TYPE_GUIDS[self as usize]
     }
 
     /// The role whose type GUID is `guid`, if any.
@@ -175,6 +160,19 @@ pub struct BootFlags {
     pub tries_left: u8,
     /// The set has booted and was marked successful.
     pub successful: bool,
+}
+
+/// `priority/tries/successful`, e.g. `1/0/1`: how people write gptprio flags (cgpt's order).
+impl std::fmt::Display for BootFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}",
+            self.priority,
+            self.tries_left,
+            u8::from(self.successful)
+        )
+    }
 }
 
 impl BootFlags {
@@ -227,10 +225,37 @@ mod tests {
     use super::{BootFlags, Guid, PartitionRole};
 
     #[test]
+    fn flags_read_as_priority_tries_successful() {
+        let flags = BootFlags {
+            priority: 2,
+            tries_left: 1,
+            successful: false,
+        };
+        assert_eq!(flags.to_string(), "2/1/0");
+        assert_eq!(BootFlags::from_attributes(u64::MAX).to_string(), "15/15/1");
+    }
+
+    #[test]
     fn boot_guid_bytes_spell_hack_the_planet() {
         assert_eq!(
             &PartitionRole::Boot.type_guid().bytes(),
             b"hack the planet!"
+        );
+    }
+
+    #[test]
+    fn each_role_has_its_own_well_known_type_guid() {
+        for (i, role) in PartitionRole::ALL.into_iter().enumerate() {
+            assert_eq!(role as usize, i, "ALL follows declaration order");
+            assert_eq!(PartitionRole::from_type_guid(role.type_guid()), Some(role));
+        }
+        assert_eq!(
+            PartitionRole::EfiSystem.type_guid().to_string(),
+            "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
+        );
+        assert_eq!(
+            PartitionRole::BiosBoot.type_guid().to_string(),
+            "21686148-6449-6e6f-744e-656564454649"
         );
     }
 
