@@ -11,6 +11,8 @@
 //! * [`tls`]: a test CA ([`tls::TestCa`]), an HTTPS static server ([`tls::HttpsServer`]) and
 //!   tinyproxy as a real forward proxy ([`tls::ForwardProxy`]) for HTTPS and `HTTPS_PROXY`
 //!   tests.
+//! * `tuf_repo` (feature `tuf-repo`): signed TUF repositories made with the tuftool library
+//!   and local keys, for tests that must not link the AWS SDK.
 //! * [`aws_env`]: the environment a CLI under test needs to reach a loopback endpoint with
 //!   static test credentials and no developer profile.
 #![deny(missing_docs)]
@@ -21,6 +23,8 @@
 
 pub mod proxy;
 pub mod tls;
+#[cfg(feature = "tuf-repo")]
+pub mod tuf_repo;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

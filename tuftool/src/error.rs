@@ -57,10 +57,17 @@ pub enum Error {
     ))]
     NoAwsRegion,
     /// The AWS client factory refused.
+    #[cfg(feature = "aws")]
     #[snafu(display("cannot build the AWS client for the key"))]
     AwsClient {
         /// The factory's error.
         source: aws_context::Error,
+    },
+    /// An AWS key source used by a build without the `aws` feature.
+    #[snafu(display("{key}: this build of tuftool has no AWS support (the `aws` feature)"))]
+    AwsNotBuilt {
+        /// The key source.
+        key: String,
     },
     /// KMS keys cannot be written.
     #[snafu(display("{key} is a KMS key: KMS keys are created in KMS, not written by tuftool"))]

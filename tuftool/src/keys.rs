@@ -18,9 +18,10 @@
 //! [`KeySource`] implements tough's [`tough::key_source::KeySource`], so a list of them can be
 //! handed to tough's editors as `Vec<Box<dyn tough::key_source::KeySource>>` (see
 //! [`KeySource::boxed`] and [`boxed_sources`]).
+use crate::aws_keys;
+pub use crate::aws_keys::AwsHandle;
 use crate::error::{self, Result};
 use crate::fsutil;
-use aws_context::AwsContext;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
@@ -28,7 +29,6 @@ use snafu::{OptionExt, ResultExt, ensure};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 use tough::async_trait;
 use tough::schema::decoded::{Decoded, Hex};
 use tough::schema::key::Key;
@@ -36,69 +36,6 @@ use tough::sign::{Sign, parse_keypair};
 
 /// Boxed error type used by tough's key-source trait.
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// The AWS client factory an AWS key source uses: one handed in by the caller, or none (one
-/// is built from the source's profile and region when the key is used). Not part of a
-/// source's identity: two sources that differ only here are equal.
-#[derive(Clone, Default)]
-pub struct AwsHandle(Option<Arc<AwsContext>>);
-
-impl AwsHandle {
-    /// Use `context` for this source's clients.
-    pub fn shared(context: Arc<AwsContext>) -> AwsHandle {
-        AwsHandle(Some(context))
-    }
-
-    /// The factory for a key with `profile` in `region`: the shared one when the source names
-    /// no profile of its own, else a new one for that profile.
-    async fn context(
-        &self,
-        profile: Option<&str>,
-        region: Option<&str>,
-    ) -> Result<Arc<AwsContext>> {
-        if let (Some(shared), None) = (&self.0, profile) {
-            return Ok(Arc::clone(shared));
-        }
-        let region = match region {
-            Some(region) => region.to_owned(),
-            None => aws_config::meta::region::RegionProviderChain::default_provider()
-                .region()
-                .await
-                .map(|r| r.to_string())
-                .context(error::NoAwsRegionSnafu)?,
-        };
-        let builder = AwsContext::builder(region)
-            .profile(profile.map(str::to_owned))
-            .session_name("tuftool");
-        Ok(Arc::new(builder.build().await))
-    }
-
-    /// The region a client for a key in `region` uses.
-    fn region<'a>(&'a self, context: &'a AwsContext, region: Option<&'a str>) -> &'a str {
-        region.unwrap_or(context.base_region())
-    }
-}
-
-impl fmt::Debug for AwsHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Some(context) => write!(
-                f,
-                "AwsHandle(shared, base region {})",
-                context.base_region()
-            ),
-            None => write!(f, "AwsHandle(from the key's profile)"),
-        }
-    }
-}
-
-impl PartialEq for AwsHandle {
-    fn eq(&self, _: &AwsHandle) -> bool {
-        true
-    }
-}
-
-impl Eq for AwsHandle {}
 
 /// Where a private key lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,28 +189,6 @@ impl fmt::Display for KeySource {
 }
 
 impl KeySource {
-    /// This source with its AWS clients taken from `context` (a no-op for local files).
-    pub fn with_aws(mut self, context: &Arc<AwsContext>) -> KeySource {
-        match &mut self {
-            KeySource::File { .. } => {}
-            KeySource::Ssm { aws, .. } | KeySource::Kms { aws, .. } => {
-                *aws = AwsHandle::shared(Arc::clone(context));
-            }
-        }
-        self
-    }
-
-    /// An SSM client for this source (an SSM source only).
-    async fn ssm_client(
-        aws: &AwsHandle,
-        profile: Option<&str>,
-        region: Option<&str>,
-    ) -> Result<aws_sdk_ssm::Client> {
-        let context = aws.context(profile, region).await?;
-        let region = aws.region(&context, region);
-        context.ssm(region).await.context(error::AwsClientSnafu)
-    }
-
     /// This source as a boxed tough key source.
     pub fn boxed(&self) -> Box<dyn tough::key_source::KeySource> {
         Box::new(self.clone())
@@ -311,23 +226,19 @@ impl KeySource {
                 region,
                 aws,
             } => {
-                let client =
-                    KeySource::ssm_client(aws, profile.as_deref(), region.as_deref()).await?;
-                client
-                    .put_parameter()
-                    .name(parameter)
-                    .description(hex::encode(&generated.keyid))
-                    .set_key_id(kms_key_id.clone())
-                    .overwrite(false)
-                    .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-                    .value(generated.pem())
-                    .send()
-                    .await
-                    .map_err(|e| error::Error::WriteSsmKey {
-                        parameter: parameter.clone(),
-                        message: aws_sdk_ssm::error::DisplayErrorContext(e).to_string(),
-                    })?;
-                Ok(())
+                let target = aws_keys::SsmParameter {
+                    aws,
+                    profile: profile.as_deref(),
+                    parameter,
+                    region: region.as_deref(),
+                };
+                aws_keys::store_ssm(
+                    &target,
+                    kms_key_id.as_deref(),
+                    &generated.keyid,
+                    &generated.pem(),
+                )
+                .await
             }
             KeySource::Kms { .. } => error::KmsNotWritableSnafu {
                 key: self.to_string(),
@@ -357,35 +268,20 @@ impl tough::key_source::KeySource for KeySource {
                 aws,
                 ..
             } => {
-                let client =
-                    KeySource::ssm_client(aws, profile.as_deref(), region.as_deref()).await?;
-                let response = client
-                    .get_parameter()
-                    .name(parameter)
-                    .with_decryption(true)
-                    .send()
-                    .await
-                    .map_err(|e| aws_sdk_ssm::error::DisplayErrorContext(e).to_string())?;
-                let value = response
-                    .parameter
-                    .and_then(|p| p.value)
-                    .ok_or_else(|| format!("SSM parameter {parameter} has no value"))?;
-                Ok(parse_private_key(value.as_bytes())?)
+                let source = aws_keys::SsmParameter {
+                    aws,
+                    profile: profile.as_deref(),
+                    parameter,
+                    region: region.as_deref(),
+                };
+                aws_keys::load_ssm(&source).await
             }
             KeySource::Kms {
                 profile,
                 key_id,
                 region,
                 aws,
-            } => {
-                let context = aws.context(profile.as_deref(), region.as_deref()).await?;
-                let client = context
-                    .kms(aws.region(&context, region.as_deref()))
-                    .await
-                    .context(error::AwsClientSnafu)?;
-                let signer = crate::kms::KmsSigner::load(client, key_id).await?;
-                Ok(Box::new(signer))
-            }
+            } => aws_keys::load_kms(aws, profile.as_deref(), key_id, region.as_deref()).await,
         }
     }
 

@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod aws_keys;
 pub mod canonical;
 pub mod cli;
 pub mod commands;
@@ -24,6 +25,7 @@ pub mod expiry;
 pub mod fetch;
 pub mod fsutil;
 pub mod keys;
+#[cfg(feature = "aws")]
 pub mod kms;
 pub mod repo;
 pub mod root;

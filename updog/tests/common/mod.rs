@@ -1,7 +1,8 @@
 //! Shared helpers for updog's integration tests: a loopback HTTP server with fault injection,
-//! a real TUF repository signed by our own tools (`pubsys repo`, and the tuftool library where
-//! a test needs metadata pubsys refuses to sign), a host disk built by image-builder, LZ4
-//! images, and the CLI under test with every path pointed at a temp folder.
+//! a real TUF repository signed by our own tools (a `manifest.json` made with update-metadata
+//! as `pubsys repo` makes it, signed by the tuftool library through test-support: no AWS SDK),
+//! a host disk built by image-builder, LZ4 images, and the CLI under test with every path
+//! pointed at a temp folder.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use assert_cmd::Command;
@@ -10,13 +11,11 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
-use std::num::NonZeroU64;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tuftool::keys::KeySource;
 
 /// The variant every scenario runs and publishes.
 pub const VARIANT: &str = "test-variant";
@@ -305,54 +304,7 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-pub fn whole_seconds(t: Timestamp) -> Timestamp {
-    Timestamp::from_second(t.as_second()).unwrap()
-}
-
-/// What pubsys's `main` would pass: no `Infra.toml` (so no published repository to extend and
-/// keys from the arguments) and the clock to the whole second.
-fn pubsys_context() -> pubsys::Context {
-    pubsys::Context {
-        infra: pubsys::config::infra::InfraConfig::default(),
-        now: whole_seconds(Timestamp::now()),
-    }
-}
-
-/// A signing key and a signed root (consistent snapshots, the key in every role).
-pub struct Keys {
-    pub key_path: PathBuf,
-    pub root_path: PathBuf,
-}
-
-impl Keys {
-    fn sources(&self) -> Vec<KeySource> {
-        vec![KeySource::File {
-            path: self.key_path.clone(),
-        }]
-    }
-}
-
-/// A new key and root in `dir`, made by `pubsys setup`.
-pub fn make_keys(dir: &Path) -> Keys {
-    let keys = Keys {
-        key_path: dir.join("signing-key.pem"),
-        root_path: dir.join("root.json"),
-    };
-    let args = pubsys::commands::setup::SetupArgs {
-        repo: "default".to_owned(),
-        root_role_path: keys.root_path.clone(),
-        default_key_path: keys.key_path.clone(),
-        allow_missing_key: false,
-        root_expiration: "in 52 weeks".parse().unwrap(),
-        key_type: tuftool::keys::KeyType::Ed25519,
-    };
-    let report = block_on(pubsys::commands::setup::run(&args, &pubsys_context())).unwrap();
-    assert_eq!(
-        (report.root.as_str(), report.key.as_str()),
-        ("created", "generated")
-    );
-    keys
-}
+pub use test_support::tuf_repo::Keys;
 
 /// The migration every release ships, for the hop from the running version.
 pub const MIGRATION: &str = "migrate_1.1.0_foo.lz4";
@@ -376,10 +328,12 @@ start_after = '2 days'
 fleet_percentage = 100
 ";
 
-/// Sign `release` (its images and the migration, in `inputs`) into a new repository with
-/// `pubsys repo`: waves from `wave_start`, the migration hop from the running version, every
-/// role expiring a week from now. pubsys works in `work`; the result is laid out in `repo`
-/// the way the host fetches it, `metadata/` and `targets/`.
+/// Sign `release` (its images and the migration, in `inputs`) into a new repository, the way
+/// `pubsys repo` makes one: a `manifest.json` (built with update-metadata) listing the update,
+/// the migration hop from the running version and the waves from `wave_start`, signed with
+/// every target by the tuftool library, every role expiring a week from now (absolute: the
+/// wave start may lie days in the past). The result is laid out in `repo` the way the host
+/// fetches it, `metadata/` and `targets/`; `work` holds the staged targets.
 fn publish(
     keys: &Keys,
     release: &Release,
@@ -388,55 +342,41 @@ fn publish(
     work: &Path,
     repo: &Path,
 ) {
-    fs::create_dir_all(work).unwrap();
-    let waves = work.join("waves.toml");
-    fs::write(&waves, WAVES).unwrap();
-    // Absolute expiries: the wave start may lie days in the past.
-    let expires = whole_seconds(Timestamp::now() + SignedDuration::from_hours(24 * 7));
-    let policy = work.join("repo-expiration-policy.toml");
-    fs::write(
-        &policy,
-        format!(
-            "snapshot_expiration = '{expires}'\ntargets_expiration = '{expires}'\n\
-             timestamp_expiration = '{expires}'\n"
-        ),
-    )
-    .unwrap();
-    let release_toml = work.join("Release.toml");
-    fs::write(
-        &release_toml,
-        format!(
-            "version = \"{to}\"\n\n[migrations]\n\"({RUNNING_VERSION}, {to})\" = [\"{MIGRATION}\"]\n",
-            to = release.version
-        ),
-    )
-    .unwrap();
+    use update_metadata::{Images, Manifest, NewUpdate};
+    let staged = work.join("targets");
+    fs::create_dir_all(&staged).unwrap();
     let [root, boot, hash] = release.names();
-    let args = pubsys::commands::repo::RepoArgs {
-        repo: "default".to_owned(),
-        build_report: None,
-        variant: Some(VARIANT.to_owned()),
-        arch: Some(std::env::consts::ARCH.parse().unwrap()),
-        version: Some(release.version.parse().unwrap()),
-        boot_image: Some(inputs.join(boot)),
-        root_image: Some(inputs.join(root)),
-        hash_image: Some(inputs.join(hash)),
-        link_target: Vec::new(),
-        copy_target: vec![inputs.join(MIGRATION)],
-        repo_expiration_policy_path: policy,
-        release_config_path: Some(release_toml),
-        wave_policy_path: waves,
-        root_role_path: keys.root_path.clone(),
-        signing_keys: keys.sources(),
-        default_key_path: None,
-        release_start_time: Some(update_metadata::Offset::At(wave_start)),
-        outdir: work.join("out"),
-        upload: None,
-    };
-    let report = block_on(pubsys::commands::repo::run(&args, &pubsys_context())).unwrap();
-    fs::create_dir_all(repo).unwrap();
-    fs::rename(&report.metadata_dir, repo.join("metadata")).unwrap();
-    fs::rename(&report.targets_dir, repo.join("targets")).unwrap();
+    for name in [&root, &boot, &hash, &MIGRATION.to_owned()] {
+        fs::hard_link(inputs.join(name), staged.join(name)).unwrap();
+    }
+    let version: semver::Version = release.version.parse().unwrap();
+    let arch = std::env::consts::ARCH;
+    let mut manifest = Manifest::default();
+    manifest.add_update(NewUpdate {
+        variant: VARIANT.to_owned(),
+        arch: arch.to_owned(),
+        version: version.clone(),
+        images: Images {
+            boot,
+            root,
+            hash,
+            extra: Default::default(),
+        },
+        max_version: None,
+    });
+    let release_toml = format!(
+        "version = \"{version}\"\n\n[migrations]\n\"({RUNNING_VERSION}, {version})\" = [\"{MIGRATION}\"]\n"
+    );
+    manifest.set_migrations(
+        &update_metadata::Release::from_toml(&release_toml, "Release.toml").unwrap(),
+    );
+    let waves = update_metadata::WaveSchedule::from_toml(WAVES, "waves.toml").unwrap();
+    manifest
+        .set_waves(VARIANT, arch, &version, &waves, wave_start)
+        .unwrap();
+    manifest.save(&staged.join("manifest.json")).unwrap();
+    let expires = Timestamp::now() + SignedDuration::from_hours(24 * 7);
+    keys.sign_new(&staged, expires, repo);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -674,7 +614,7 @@ impl Scenario {
             .prefix("updog-test")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
-        let keys = make_keys(&dir.path().join("keys"));
+        let keys = Keys::create(&dir.path().join("keys"));
         let inputs = dir.path().join("inputs");
         fs::create_dir_all(&inputs).unwrap();
         let [root, boot, hash] = release.names();
@@ -692,7 +632,7 @@ impl Scenario {
             release,
             &inputs,
             wave_start,
-            &dir.path().join("pubsys"),
+            &dir.path().join("publish"),
             &repo,
         );
         let server = Server::start(&repo);
@@ -739,39 +679,10 @@ impl Scenario {
     }
 
     /// Re-sign the served repository's targets, snapshot and timestamp as `version`, expiring
-    /// at `expires`, with the tuftool library: pubsys picks versions itself and refuses to sign
-    /// expired metadata, which is exactly what the metadata fault tests need.
+    /// at `expires` (pubsys picks versions itself and refuses to sign expired metadata, which is
+    /// exactly what the metadata fault tests need).
     pub fn resign(&self, version: u64, expires: Timestamp) {
-        let repo = self.path("repo");
-        let role = tuftool::repo::RoleSchedule {
-            version: Some(NonZeroU64::new(version).unwrap()),
-            expires: Some(whole_seconds(expires)),
-        };
-        let options = tuftool::repo::PublishOptions {
-            keys: self.keys.sources(),
-            add_targets: Vec::new(),
-            follow_links: false,
-            place: tuftool::repo::Place::default(),
-            schedule: tuftool::repo::Schedule {
-                targets: role,
-                snapshot: role,
-                timestamp: role,
-            },
-            outdir: repo.clone(),
-        };
-        let location = tuftool::repo::RepoLocation::new(
-            self.keys.root_path.clone(),
-            url::Url::from_directory_path(repo.join("metadata")).unwrap(),
-            None,
-            false,
-        );
-        block_on(tuftool::repo::update_repo(
-            &location,
-            &options,
-            &tuftool::repo::UpdateOptions::default(),
-            Timestamp::now(),
-        ))
-        .unwrap();
+        self.keys.resign(&self.path("repo"), version, expires);
     }
 
     /// The CLI on this scenario's disk and config.
