@@ -20,6 +20,7 @@ pub mod promote_ssm;
 pub mod publish_ami;
 pub mod snapshot;
 pub mod ssm;
+pub mod tags;
 pub mod template;
 pub mod validate_ami;
 pub mod validate_ssm;

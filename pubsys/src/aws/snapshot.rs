@@ -207,7 +207,7 @@ async fn fill(
 ) -> Result<Uploaded> {
     // Tag through EC2 as well, so a re-run finds the snapshot whatever the EBS API kept.
     let mut ec2_tags: Vec<_> = tags.iter().map(|(k, v)| tag(k, v)).collect();
-    ec2_tags.push(tag(super::ami::TAG_UPLOAD, "started"));
+    ec2_tags.push(tag(super::tags::TAG_UPLOAD, "started"));
     create_tags(ec2, region, vec![snapshot_id.to_owned()], ec2_tags).await?;
 
     let file = Arc::new(std::fs::File::open(path).context(error::ReadFileSnafu { path })?);
@@ -284,8 +284,8 @@ async fn fill(
         region,
         vec![snapshot_id.to_owned()],
         vec![
-            tag(super::ami::TAG_UPLOAD, "complete"),
-            tag(super::ami::TAG_CHECKSUM, &checksum),
+            tag(super::tags::TAG_UPLOAD, "complete"),
+            tag(super::tags::TAG_CHECKSUM, &checksum),
         ],
     )
     .await?;
