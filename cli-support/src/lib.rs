@@ -6,6 +6,11 @@
 //! * [`init_logging`]: `tracing` to **stderr only**, filtered by `RUST_LOG`, `--log-level` or the
 //!   verbosity count. stdout is reserved for results.
 //! * [`exit`]: the exit-code table shared by all binaries.
+//! * [`Report`] and the runners [`run`] / [`run_async`]: the one binary shell. Every `main.rs`
+//!   parses its clap `Cli` and hands the command to a runner, which initialises logging,
+//!   builds the process's one tokio runtime (async commands), prints the result (text, or one
+//!   JSON document with `--json`) on stdout, prints an error with its whole chain on stderr, and
+//!   turns the outcome into the exit code.
 //! * [`print_json`] / [`report_error`]: the one place where results and errors are printed.
 #![deny(missing_docs)]
 
@@ -107,9 +112,145 @@ pub fn report_error<E: std::error::Error + 'static>(error: E) -> ExitCode {
     ExitCode::from(exit::FAILURE)
 }
 
+/// What a command hands back to the runner: how it prints and which exit code it means.
+pub trait Report {
+    /// The document `--json` prints (`null` is a valid answer).
+    fn json(&self) -> serde_json::Result<serde_json::Value>;
+    /// The text printed on stdout without `--json`; `None` prints nothing.
+    fn text(&self) -> Option<String>;
+    /// The process exit code (see [`exit`]); success unless the command says otherwise.
+    fn exit_code(&self) -> u8 {
+        exit::SUCCESS
+    }
+}
+
+/// Which tokio runtime an async command gets (one per process, built by the runner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// One thread (on-host tools: small and predictable).
+    CurrentThread,
+    /// A worker per core (release tools: parallel uploads and AWS calls).
+    MultiThread,
+}
+
+/// Write `report` to `out` as `--json` (`json`) or text asks, and return its exit code.
+pub fn write_report<R: Report + ?Sized>(
+    report: &R,
+    json: bool,
+    out: &mut dyn Write,
+) -> std::io::Result<u8> {
+    if json {
+        let value = report.json().map_err(std::io::Error::other)?;
+        serde_json::to_writer_pretty(&mut *out, &value).map_err(std::io::Error::other)?;
+        writeln!(out)?;
+    } else if let Some(text) = report.text() {
+        out.write_all(text.as_bytes())?;
+        if !text.ends_with('\n') {
+            writeln!(out)?;
+        }
+    }
+    out.flush()?;
+    Ok(report.exit_code())
+}
+
+/// The end of every run: print the result on stdout and exit with its code, or print the error
+/// on stderr and exit with [`exit::FAILURE`].
+fn finish<R: Report, E: std::error::Error + 'static>(
+    global: &GlobalArgs,
+    result: Result<R, E>,
+) -> ExitCode {
+    match result {
+        Ok(report) => match write_report(&report, global.json, &mut std::io::stdout().lock()) {
+            Ok(code) => ExitCode::from(code),
+            Err(error) => report_error(PrintError { source: error }),
+        },
+        Err(error) => report_error(error),
+    }
+}
+
+/// Printing the result on stdout failed (e.g. a closed pipe).
+#[derive(Debug)]
+struct PrintError {
+    source: std::io::Error,
+}
+
+impl std::fmt::Display for PrintError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot print the result on stdout")
+    }
+}
+
+impl std::error::Error for PrintError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Run a synchronous command: logging from `global`, then `command`, then [`finish`].
+pub fn run<R, E>(global: &GlobalArgs, command: impl FnOnce() -> Result<R, E>) -> ExitCode
+where
+    R: Report,
+    E: std::error::Error + 'static,
+{
+    init_logging(global);
+    finish(global, command())
+}
+
+/// Run an async command on the process's one tokio runtime (`runtime` says which kind):
+/// logging from `global`, then the runtime, then `command`, then [`finish`].
+pub fn run_async<R, E, F>(
+    global: &GlobalArgs,
+    runtime: Runtime,
+    command: impl FnOnce() -> F,
+) -> ExitCode
+where
+    R: Report,
+    E: std::error::Error + 'static,
+    F: std::future::Future<Output = Result<R, E>>,
+{
+    init_logging(global);
+    let mut builder = match runtime {
+        Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Runtime::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+    };
+    match builder.enable_all().build() {
+        Ok(rt) => finish(global, rt.block_on(command())),
+        Err(error) => report_error(error),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::GlobalArgs;
+    use super::{GlobalArgs, Report, write_report};
+
+    struct Found(Option<u32>);
+
+    impl Report for Found {
+        fn json(&self) -> serde_json::Result<serde_json::Value> {
+            serde_json::to_value(self.0)
+        }
+        fn text(&self) -> Option<String> {
+            self.0.map(|n| format!("found {n}"))
+        }
+        fn exit_code(&self) -> u8 {
+            if self.0.is_some() { 100 } else { 0 }
+        }
+    }
+
+    fn written(report: &Found, json: bool) -> (String, u8) {
+        let mut out = Vec::new();
+        let code = write_report(report, json, &mut out).unwrap();
+        (String::from_utf8(out).unwrap(), code)
+    }
+
+    #[test]
+    fn reports_print_as_asked_and_give_their_exit_code() {
+        assert_eq!(written(&Found(Some(7)), false), ("found 7\n".into(), 100));
+        assert_eq!(written(&Found(Some(7)), true), ("7\n".into(), 100));
+        // Nothing to say in text; JSON still answers (null), as scripts expect a document.
+        assert_eq!(written(&Found(None), false), (String::new(), 0));
+        assert_eq!(written(&Found(None), true), ("null\n".into(), 0));
+    }
 
     fn args(log_level: Option<&str>, verbose: u8, quiet: u8) -> GlobalArgs {
         GlobalArgs {

@@ -212,13 +212,6 @@ pub enum Error {
         /// The serde error.
         source: serde_json::Error,
     },
-
-    /// Printing the result failed.
-    #[snafu(display("could not print the result"))]
-    Print {
-        /// The I/O error.
-        source: std::io::Error,
-    },
 }
 
 /// Result with this crate's [`Error`].

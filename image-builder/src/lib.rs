@@ -62,25 +62,29 @@ pub fn run(cli: &cli::Cli) -> Result<Outcome> {
     }
 }
 
-/// Print `outcome` on stdout: the report as JSON with `--json`, else a short summary.
-pub fn print(outcome: &Outcome, json: bool) -> Result<()> {
-    use snafu::ResultExt;
-    match outcome {
-        Outcome::Built(report) if json => {
-            cli_support::print_json(report).context(error::PrintSnafu)
+/// How the binary prints an outcome: the report as JSON with `--json`, else a short summary.
+impl cli_support::Report for Outcome {
+    fn json(&self) -> serde_json::Result<serde_json::Value> {
+        match self {
+            Outcome::Built(report) => serde_json::to_value(report),
         }
-        Outcome::Built(report) => {
-            let mut text = format!(
-                "Built {} in {}\nroot hash {} ({} data blocks)\n",
-                report.filename_prefix,
-                report.output_dir.display(),
-                report.verity.root_hash,
-                report.verity.data_blocks
-            );
-            for artifact in &report.artifacts {
-                text.push_str(&format!("{}  {}\n", artifact.sha256, artifact.file_name));
+    }
+
+    fn text(&self) -> Option<String> {
+        match self {
+            Outcome::Built(report) => {
+                let mut text = format!(
+                    "Built {} in {}\nroot hash {} ({} data blocks)\n",
+                    report.filename_prefix,
+                    report.output_dir.display(),
+                    report.verity.root_hash,
+                    report.verity.data_blocks
+                );
+                for artifact in &report.artifacts {
+                    text.push_str(&format!("{}  {}\n", artifact.sha256, artifact.file_name));
+                }
+                Some(text)
             }
-            cli_support::print_text(&text).context(error::PrintSnafu)
         }
     }
 }

@@ -48,40 +48,41 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Human-readable text.
-    pub fn to_text(&self) -> String {
+    /// The report inside, as its text and as the JSON document `--json` prints.
+    fn parts(
+        &self,
+    ) -> (
+        &dyn std::fmt::Display,
+        serde_json::Result<serde_json::Value>,
+    ) {
         match self {
-            Outcome::Waves(report) => report.to_string(),
-            Outcome::Manifest(report) => report.to_string(),
-            Outcome::Repo(report) => report.to_string(),
-            Outcome::Setup(report) => report.to_string(),
-            Outcome::Build(report) => report.to_string(),
-            Outcome::ValidateRepo(report) => report.to_string(),
-            Outcome::CheckRepoExpirations(report) => report.to_string(),
-            Outcome::RefreshRepo(report) => report.to_string(),
-            Outcome::UploadRepo(report) => report.to_string(),
-            Outcome::Aws(report) => report.to_string(),
+            Outcome::Waves(r) => (r, serde_json::to_value(r)),
+            Outcome::Manifest(r) => (r, serde_json::to_value(r)),
+            Outcome::Repo(r) => (r, serde_json::to_value(r)),
+            Outcome::Setup(r) => (r, serde_json::to_value(r)),
+            Outcome::Build(r) => (r, serde_json::to_value(r)),
+            Outcome::ValidateRepo(r) => (r, serde_json::to_value(r)),
+            Outcome::CheckRepoExpirations(r) => (r, serde_json::to_value(r)),
+            Outcome::RefreshRepo(r) => (r, serde_json::to_value(r)),
+            Outcome::UploadRepo(r) => (r, serde_json::to_value(r)),
+            Outcome::Aws(r) => (r, serde_json::to_value(r)),
         }
     }
+}
 
-    /// The JSON document `--json` prints.
-    pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
-        match self {
-            Outcome::Waves(report) => serde_json::to_value(report),
-            Outcome::Manifest(report) => serde_json::to_value(report),
-            Outcome::Repo(report) => serde_json::to_value(report),
-            Outcome::Setup(report) => serde_json::to_value(report),
-            Outcome::Build(report) => serde_json::to_value(report),
-            Outcome::ValidateRepo(report) => serde_json::to_value(report),
-            Outcome::CheckRepoExpirations(report) => serde_json::to_value(report),
-            Outcome::RefreshRepo(report) => serde_json::to_value(report),
-            Outcome::UploadRepo(report) => serde_json::to_value(report),
-            Outcome::Aws(report) => serde_json::to_value(report),
-        }
+/// How the binary prints an outcome and which exit code it means (3 when a validation found
+/// problems).
+impl cli_support::Report for Outcome {
+    fn json(&self) -> serde_json::Result<serde_json::Value> {
+        self.parts().1
+    }
+
+    fn text(&self) -> Option<String> {
+        Some(self.parts().0.to_string())
     }
 
     /// The exit code for this outcome (3 when a validation found problems).
-    pub fn exit_code(&self) -> u8 {
+    fn exit_code(&self) -> u8 {
         match self {
             Outcome::Manifest(report) if !report.problems.is_empty() => {
                 cli_support::exit::VALIDATION_FAILED

@@ -298,13 +298,6 @@ pub enum Error {
         /// The partitions under the running root.
         partitions: String,
     },
-
-    /// Printing the result on stdout failed.
-    #[snafu(display("cannot print the result"))]
-    PrintOutput {
-        /// The I/O error.
-        source: std::io::Error,
-    },
 }
 
 /// Result with this crate's [`Error`].

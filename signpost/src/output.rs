@@ -1,14 +1,11 @@
 //! Printing outcomes: text for people, or one JSON document with `--json`. The only place
-//! that writes to stdout.
+//! that decides what goes to stdout (the shared runner writes it).
 
-use crate::Result;
 use crate::ab::SetId;
 use crate::commands::Outcome;
-use crate::error::PrintOutputSnafu;
 use crate::gpt::CopyState;
 use crate::state::Status;
 use serde::Serialize;
-use snafu::ResultExt;
 use std::fmt::Write as _;
 
 /// The JSON document of `select-boot`: the chosen set plus the status afterwards.
@@ -25,33 +22,35 @@ struct BootEverSucceeded {
     boot_ever_succeeded: bool,
 }
 
-/// Print `outcome` on stdout, as JSON if `json`.
-pub fn print(outcome: &Outcome, json: bool) -> Result<()> {
-    let printed = match (outcome, json) {
-        (Outcome::Status(status) | Outcome::Changed { status, .. }, true) => {
-            cli_support::print_json(status)
-        }
-        (Outcome::Status(status), false) => cli_support::print_text(&status_text(status)),
-        // Like the reference, the changing commands print nothing; the log says what changed.
-        (Outcome::Changed { .. }, false) => Ok(()),
-        (Outcome::BootEverSucceeded(value), true) => cli_support::print_json(&BootEverSucceeded {
-            boot_ever_succeeded: *value,
-        }),
-        // Non-empty output means "not the first boot" to the boot scripts; empty means never.
-        (Outcome::BootEverSucceeded(value), false) => {
-            if *value {
-                cli_support::print_text("true")
-            } else {
-                Ok(())
+/// How the binary prints an outcome: one JSON document with `--json`, else text.
+impl cli_support::Report for Outcome {
+    fn json(&self) -> serde_json::Result<serde_json::Value> {
+        match self {
+            Outcome::Status(status) | Outcome::Changed { status, .. } => {
+                serde_json::to_value(status)
             }
+            Outcome::BootEverSucceeded(value) => serde_json::to_value(BootEverSucceeded {
+                boot_ever_succeeded: *value,
+            }),
+            Outcome::Selected { set, status } => serde_json::to_value(Selected {
+                selected: *set,
+                status,
+            }),
         }
-        (Outcome::Selected { set, status }, true) => cli_support::print_json(&Selected {
-            selected: *set,
-            status,
-        }),
-        (Outcome::Selected { set, .. }, false) => cli_support::print_text(set.as_str()),
-    };
-    printed.context(PrintOutputSnafu)
+    }
+
+    fn text(&self) -> Option<String> {
+        match self {
+            Outcome::Status(status) => Some(status_text(status)),
+            // Like the reference, the changing commands print nothing; the log says what
+            // changed.
+            Outcome::Changed { .. } => None,
+            // Non-empty output means "not the first boot" to the boot scripts; empty means
+            // never.
+            Outcome::BootEverSucceeded(value) => value.then(|| "true".to_owned()),
+            Outcome::Selected { set, .. } => Some(set.as_str().to_owned()),
+        }
+    }
 }
 
 fn set_name(set: Option<SetId>) -> String {

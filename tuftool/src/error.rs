@@ -497,12 +497,6 @@ pub enum Error {
         /// URL.
         url: String,
     },
-    /// Output could not be printed.
-    #[snafu(display("cannot print the result"))]
-    Print {
-        /// Cause.
-        source: std::io::Error,
-    },
 }
 
 /// Result with this crate's [`Error`].

@@ -74,6 +74,17 @@ pub enum Outcome {
     RoleCreated(delegation::CreateRoleReport),
 }
 
+/// How the binary prints an outcome: itself as JSON with `--json`, else [`Outcome::text`].
+impl cli_support::Report for Outcome {
+    fn json(&self) -> serde_json::Result<serde_json::Value> {
+        serde_json::to_value(self)
+    }
+
+    fn text(&self) -> Option<String> {
+        Some(Outcome::text(self))
+    }
+}
+
 impl Outcome {
     fn root(path: &Path, root: &Signed<Root>) -> Self {
         Outcome::Root {

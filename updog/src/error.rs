@@ -338,12 +338,6 @@ pub enum Error {
         /// Its exit status.
         status: String,
     },
-    /// stdout could not be written.
-    #[snafu(display("Failed to print the result"))]
-    Print {
-        /// The cause.
-        source: std::io::Error,
-    },
 }
 
 /// Result with this crate's [`Error`].

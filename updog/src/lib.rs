@@ -36,7 +36,8 @@ use jiff::Timestamp;
 use progress::Progress;
 use update_metadata::Update;
 
-/// What a command produced; [`output::print`] prints it and [`Outcome::exit_code`] maps it.
+/// What a command produced; its [`cli_support::Report`] impl (in [`output`]) says how it prints
+/// and which exit code it means.
 #[derive(Debug)]
 pub enum Outcome {
     /// `check-update`: the update this host would take, if any.
@@ -61,16 +62,6 @@ pub enum Outcome {
     },
     /// `explain`.
     Explained(ExplainReport),
-}
-
-impl Outcome {
-    /// The process exit code: 100 when `check-update` found an update, 0 otherwise.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Outcome::Check(Some(_)) => cli_support::exit::UPDATE_AVAILABLE,
-            _ => cli_support::exit::SUCCESS,
-        }
-    }
 }
 
 /// Run the command `cli` describes, at `now` (the clock for wave gating and metadata expiry).

@@ -1,8 +1,7 @@
-//! Printing outcomes: text or one JSON document on stdout. Nothing else writes to stdout.
+//! What outcomes print: text, or one JSON document with `--json`, and their exit codes (the
+//! shared runner in cli-support writes it; nothing else writes to stdout).
 use crate::Outcome;
 use crate::commands::explain::{WavePosition, local};
-use crate::error::{self, Result};
-use snafu::ResultExt;
 use std::fmt::Write;
 use update_metadata::Update;
 
@@ -92,26 +91,32 @@ pub fn text(outcome: &Outcome) -> Option<String> {
     }
 }
 
-/// Print `outcome` as JSON (one document) or text, on stdout.
-pub fn print(outcome: &Outcome, json: bool) -> Result<()> {
-    let result = if json {
-        match outcome {
+/// How the binary prints an outcome and which exit code it means (100 when `check-update`
+/// found an update).
+impl cli_support::Report for Outcome {
+    fn json(&self) -> serde_json::Result<serde_json::Value> {
+        match self {
             // The reference's Update object (or null), so the update API can parse it.
-            Outcome::Check(update) => cli_support::print_json(update),
-            Outcome::CheckAll(updates) => cli_support::print_json(updates),
-            Outcome::Updated(report) => cli_support::print_json(&report.update),
-            Outcome::Flipped { status, .. } => cli_support::print_json(status),
-            Outcome::Prepared { update, cache } => cli_support::print_json(&serde_json::json!({
+            Outcome::Check(update) => serde_json::to_value(update),
+            Outcome::CheckAll(updates) => serde_json::to_value(updates),
+            Outcome::Updated(report) => serde_json::to_value(&report.update),
+            Outcome::Flipped { status, .. } => serde_json::to_value(status),
+            Outcome::Prepared { update, cache } => Ok(serde_json::json!({
                 "update": update,
                 "migrations": cache,
             })),
-            Outcome::Explained(report) => cli_support::print_json(report),
+            Outcome::Explained(report) => serde_json::to_value(report),
         }
-    } else {
-        match text(outcome) {
-            Some(text) => cli_support::print_text(&text),
-            None => Ok(()),
+    }
+
+    fn text(&self) -> Option<String> {
+        text(self)
+    }
+
+    fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Check(Some(_)) => cli_support::exit::UPDATE_AVAILABLE,
+            _ => cli_support::exit::SUCCESS,
         }
-    };
-    result.context(error::PrintSnafu)
+    }
 }

@@ -28,8 +28,9 @@ use snafu::{OptionExt, ResultExt, ensure};
 use std::collections::BTreeSet;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
-use tough::schema::{Root, Signed, Targets};
 use tough::TargetName;
+use tough::schema::{Root, Signed, Targets};
+
 /// Signed metadata ready to be written, in write order.
 #[derive(Debug, Default)]
 pub(crate) struct Staged {

@@ -12,6 +12,7 @@ use crate::aws::tags::TAG_NAME;
 use aws_context::AwsContext;
 use aws_sdk_ec2::types::{ResourceType, TagSpecification};
 use snafu::{OptionExt, ResultExt};
+
 /// What sharing the base AMI with the accounts of other regions needs.
 pub(super) struct BaseShare<'a> {
     /// The base region's account.

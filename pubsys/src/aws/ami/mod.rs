@@ -40,6 +40,7 @@ use serde::Serialize;
 use snafu::ResultExt;
 use std::fmt;
 use std::path::{Path, PathBuf};
+
 /// Boot mode to register with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BootMode {

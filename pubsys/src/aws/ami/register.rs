@@ -15,6 +15,7 @@ use aws_sdk_ec2::types::{
 };
 use snafu::{OptionExt, ResultExt};
 use std::path::Path;
+
 pub(super) fn check_arch(
     image: &aws_sdk_ec2::types::Image,
     args: &AmiArgs,
