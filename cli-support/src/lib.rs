@@ -3,6 +3,8 @@
 //!
 //! * [`GlobalArgs`]: the global flags (`--log-level`, `-v`/`-q`, `--json`), flattened into each
 //!   binary's clap `Cli` struct.
+//! * [`DiskArgs`]: which disk and which set is running (`--disk`, `--active-set`,
+//!   `--lock-timeout`), the same flags in signpost and updog.
 //! * [`init_logging`]: `tracing` to **stderr only**, filtered by `RUST_LOG`, `--log-level` or the
 //!   verbosity count. stdout is reserved for results.
 //! * [`exit`]: the exit-code table shared by all binaries.
@@ -17,7 +19,9 @@
 use clap::Args;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 /// Exit codes used by every binary (see the workspace README).
@@ -110,6 +114,32 @@ pub fn report_error<E: std::error::Error + 'static>(error: E) -> ExitCode {
     let report = snafu::Report::from_error(error);
     let _ = writeln!(std::io::stderr().lock(), "Error: {report}");
     ExitCode::from(exit::FAILURE)
+}
+
+/// Disk selection flags (global), the same in `signpost` and `updog`.
+#[derive(Debug, Clone, Args)]
+pub struct DiskArgs {
+    /// Work on this disk image file or block device instead of the disk holding the running
+    /// root
+    #[arg(long, global = true, value_name = "PATH")]
+    pub disk: Option<PathBuf>,
+
+    /// The running set of the --disk, a or b (default: the only set that is bootable and
+    /// marked successful)
+    #[arg(long, global = true, value_name = "SET", requires = "disk")]
+    pub active_set: Option<gpt_contract::SetId>,
+
+    /// Seconds to wait for another signpost or updog holding the disk lock
+    #[arg(long, global = true, value_name = "SECONDS", default_value = "30",
+          value_parser = parse_seconds)]
+    pub lock_timeout: Duration,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {text}"))?;
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text}: {e}"))
 }
 
 /// What a command hands back to the runner: how it prints and which exit code it means.

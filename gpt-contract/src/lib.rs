@@ -8,6 +8,7 @@
 //! "boot has ever succeeded".
 
 use std::fmt;
+use std::str::FromStr;
 
 /// A GUID, kept in its on-disk byte order (first three fields little-endian).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -70,6 +71,78 @@ impl fmt::Display for Guid {
 impl fmt::Debug for Guid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+/// One of the two partition sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SetId {
+    /// Set A: the first BOOT/ROOT/HASH partitions in table order.
+    A,
+    /// Set B: the second BOOT/ROOT/HASH partitions in table order.
+    B,
+}
+
+impl SetId {
+    /// Both sets, A first.
+    pub const BOTH: [SetId; 2] = [SetId::A, SetId::B];
+
+    /// The other set.
+    pub const fn other(self) -> SetId {
+        match self {
+            SetId::A => SetId::B,
+            SetId::B => SetId::A,
+        }
+    }
+
+    /// `"a"` or `"b"`, as the CLI and the JSON output spell it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SetId::A => "a",
+            SetId::B => "b",
+        }
+    }
+}
+
+impl fmt::Display for SetId {
+    /// `A` or `B`, as the reference's messages spell it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SetId::A => "A",
+            SetId::B => "B",
+        })
+    }
+}
+
+impl FromStr for SetId {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<SetId, String> {
+        match text {
+            "a" | "A" => Ok(SetId::A),
+            "b" | "B" => Ok(SetId::B),
+            other => Err(format!(
+                "unknown partition set '{other}': expected 'a' or 'b'"
+            )),
+        }
+    }
+}
+
+/// `"a"` / `"b"` in JSON (and any serde format).
+impl serde::Serialize for SetId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SetId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<SetId, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.as_str() {
+            "a" => Ok(SetId::A),
+            "b" => Ok(SetId::B),
+            _ => Err(serde::de::Error::unknown_variant(&text, &["a", "b"])),
+        }
     }
 }
 

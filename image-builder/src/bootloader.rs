@@ -8,13 +8,13 @@
 //! `boot.img`, `core.img` and `bootloader.json`.
 use crate::error::{self, Result};
 use crate::layout::Partition;
-use crate::settings::Arch;
 use crate::tools::{self, ToolEnv};
 use serde::Serialize;
 use snafu::{OptionExt, ResultExt, ensure};
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use update_metadata::Arch;
 
 /// Environment variable naming the GRUB build folder (the default of `--bootloader`).
 pub const BOOTLOADER_ENV: &str = "IMAGE_BUILDER_BOOTLOADER";

@@ -48,12 +48,12 @@ pub struct BuildArgs {
     #[arg(long, value_name = "VARIANT")]
     pub variant: String,
 
-    /// Target architecture
-    #[arg(long, value_enum)]
+    /// Target architecture: x86_64 (amd64) or aarch64 (arm64)
+    #[arg(long, value_name = "ARCH")]
     pub arch: Arch,
 
     /// Release version (semver; a leading `v` is accepted)
-    #[arg(long, value_name = "SEMVER", value_parser = parse_version)]
+    #[arg(long, value_name = "SEMVER", value_parser = update_metadata::parse_version)]
     pub version: semver::Version,
 
     /// Build ID, e.g. a short commit hash
@@ -110,10 +110,6 @@ pub struct BuildArgs {
     /// Threads for hashing and compression [default: one per core]
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
-}
-
-fn parse_version(text: &str) -> Result<semver::Version, semver::Error> {
-    text.strip_prefix('v').unwrap_or(text).parse()
 }
 
 #[cfg(test)]

@@ -4,30 +4,10 @@ use crate::error::{self, Result};
 use crate::layout::LayoutSettings;
 use serde::Serialize;
 use snafu::ensure;
-use std::fmt;
 use std::path::PathBuf;
 
-/// Target architecture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-pub enum Arch {
-    /// x86_64 (BIOS-BOOT and EFI).
-    #[serde(rename = "x86_64")]
-    #[value(name = "x86_64")]
-    X86_64,
-    /// aarch64 (EFI).
-    #[serde(rename = "aarch64")]
-    #[value(name = "aarch64")]
-    Aarch64,
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Aarch64 => "aarch64",
-        })
-    }
-}
+/// Target architecture: the workspace's one `Arch` (update-metadata).
+pub use update_metadata::Arch;
 
 /// The root filesystem type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]

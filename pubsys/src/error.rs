@@ -47,7 +47,7 @@ pub enum Error {
     #[snafu(display("AWS publishing failed"))]
     Aws {
         /// The AWS commands' error.
-        source: Box<crate::aws::Error>,
+        source: Box<crate::aws::error::Error>,
     },
 
     /// A tuftool library operation (load, sign, write a repository) failed.

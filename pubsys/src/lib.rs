@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod args;
 pub mod aws;
 pub mod cli;
 pub mod commands;

@@ -410,7 +410,7 @@ pub struct RepoSelectArgs {
 
     /// Variant and arch.
     #[command(flatten)]
-    pub which: crate::cli::VariantArchArgs,
+    pub which: crate::args::VariantArchArgs,
 }
 
 /// Which published repository a command works on.

@@ -10,67 +10,7 @@ use crate::error::{
     NoBootableSetSnafu,
 };
 use crate::gpt_types::BootFlags;
-use clap::ValueEnum;
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
-
-/// One of the two partition sets.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum SetId {
-    /// Set A: the first BOOT/ROOT/HASH partitions in table order.
-    A,
-    /// Set B: the second BOOT/ROOT/HASH partitions in table order.
-    B,
-}
-
-impl SetId {
-    /// Both sets, A first.
-    pub const BOTH: [SetId; 2] = [SetId::A, SetId::B];
-
-    /// The other set.
-    pub const fn other(self) -> SetId {
-        match self {
-            SetId::A => SetId::B,
-            SetId::B => SetId::A,
-        }
-    }
-
-    /// `"a"` or `"b"`, as the CLI and the JSON output spell it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            SetId::A => "a",
-            SetId::B => "b",
-        }
-    }
-}
-
-impl fmt::Display for SetId {
-    /// `A` or `B`, as the reference's messages spell it.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SetId::A => "A",
-            SetId::B => "B",
-        })
-    }
-}
-
-impl FromStr for SetId {
-    type Err = String;
-
-    fn from_str(text: &str) -> std::result::Result<SetId, String> {
-        match text {
-            "a" | "A" => Ok(SetId::A),
-            "b" | "B" => Ok(SetId::B),
-            other => Err(format!(
-                "unknown partition set '{other}': expected 'a' or 'b'"
-            )),
-        }
-    }
-}
+pub use crate::gpt_types::SetId;
 
 /// The gptprio flags of both sets plus the PRIVATE partition's "boot has ever succeeded" bit:
 /// everything the A/B logic reads and changes.

@@ -1,8 +1,5 @@
 //! Command-line types (clap derive only, no logic).
-use crate::ab::SetId;
-use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
-use std::time::Duration;
+use clap::{Parser, Subcommand};
 
 /// The on-host A/B partition switch: reads and flips the GPT priority, tries and successful
 /// bits of the two partition sets (A and B) on the OS disk.
@@ -19,43 +16,11 @@ pub struct Cli {
 
     /// Which disk, and which set is running.
     #[command(flatten)]
-    pub disk: DiskArgs,
+    pub disk: cli_support::DiskArgs,
 
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Disk selection flags (global).
-#[derive(Debug, Clone, Args)]
-pub struct DiskArgs {
-    /// Work on this disk image file or block device instead of the disk holding the running
-    /// root
-    #[arg(long, global = true, value_name = "PATH")]
-    pub disk: Option<PathBuf>,
-
-    /// The running set of the --disk (default: the only set that is bootable and marked
-    /// successful)
-    #[arg(
-        long,
-        global = true,
-        value_name = "SET",
-        requires = "disk",
-        ignore_case = true
-    )]
-    pub active_set: Option<SetId>,
-
-    /// Seconds to wait for another signpost or updog holding the disk lock
-    #[arg(long, global = true, value_name = "SECONDS", default_value = "30",
-          value_parser = parse_seconds)]
-    pub lock_timeout: Duration,
-}
-
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text
-        .parse()
-        .map_err(|_| format!("not a number of seconds: {text}"))?;
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text}: {e}"))
 }
 
 /// The commands. Each loads the state under the disk lock; commands that change it write both

@@ -1,5 +1,5 @@
 //! The commands: load the state, apply one change, write it back, and return what happened
-//! as data ([`Outcome`]); [`crate::output`] prints it.
+//! as data ([`Outcome`]); the output module says how it prints.
 
 use crate::Result;
 use crate::ab::SetId;
@@ -44,13 +44,7 @@ impl Command {
 
 /// Run the command line `cli` describes.
 pub fn run(cli: &Cli) -> Result<Outcome> {
-    let source = match &cli.disk.disk {
-        Some(path) => DiskSource::Path {
-            path: path.clone(),
-            active: cli.disk.active_set,
-        },
-        None => DiskSource::host(),
-    };
+    let source = DiskSource::new(cli.disk.disk.as_deref(), cli.disk.active_set);
     execute(&source, cli.command, cli.disk.lock_timeout)
 }
 

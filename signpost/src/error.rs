@@ -1,6 +1,6 @@
 //! The error type of the `signpost` crate. Every error exits with code 1 from the CLI; the
 //! crate README lists them with their messages.
-use crate::ab::SetId;
+use crate::gpt_types::SetId;
 use snafu::Snafu;
 use std::path::PathBuf;
 

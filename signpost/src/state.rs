@@ -48,6 +48,18 @@ pub enum DiskSource {
 }
 
 impl DiskSource {
+    /// What the disk flags say: `disk` (with its running set `active`, if known), else the
+    /// host's own disk.
+    pub fn new(disk: Option<&std::path::Path>, active: Option<SetId>) -> DiskSource {
+        match disk {
+            Some(path) => DiskSource::Path {
+                path: path.to_owned(),
+                active,
+            },
+            None => DiskSource::host(),
+        }
+    }
+
     /// The running host, with the standard system paths.
     pub fn host() -> DiskSource {
         DiskSource::Host(HostPaths::default())

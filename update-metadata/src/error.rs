@@ -162,7 +162,7 @@ pub enum Error {
     },
 
     /// An unknown architecture name.
-    #[snafu(display("Unknown architecture '{text}': expected x86_64 or aarch64"))]
+    #[snafu(display("unknown architecture '{text}' (expected x86_64, amd64, aarch64 or arm64)"))]
     UnknownArch {
         /// The value given.
         text: String,

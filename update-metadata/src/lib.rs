@@ -25,5 +25,5 @@ pub mod waves;
 pub use error::{Error, Result};
 pub use manifest::{Images, Manifest, NewUpdate, Update};
 pub use migrations::{MigrationKey, Migrations, Release};
-pub use select::{Arch, Host, Policy, VersionLock};
+pub use select::{Arch, Host, Policy, VersionLock, parse_version};
 pub use waves::{Eligibility, Offset, Seed, WaveSchedule, WaveSpec, Waves};

@@ -36,6 +36,15 @@ impl Arch {
             Arch::Aarch64 => "aarch64",
         }
     }
+
+    /// The name EC2 uses (`x86_64`, `arm64`): AMI architectures, and the `arch` of SSM
+    /// parameter templates.
+    pub const fn ec2_name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "arm64",
+        }
+    }
 }
 
 impl fmt::Display for Arch {
@@ -80,6 +89,12 @@ pub enum VersionLock {
     Pinned(Version),
 }
 
+/// The workspace's one version parser for what people type: strict semver, with an optional
+/// leading `v` (`v1.2.3`).
+pub fn parse_version(text: &str) -> std::result::Result<Version, semver::Error> {
+    Version::parse(text.strip_prefix('v').unwrap_or(text))
+}
+
 impl FromStr for VersionLock {
     type Err = Error;
 
@@ -88,8 +103,7 @@ impl FromStr for VersionLock {
         if text == "latest" {
             return Ok(VersionLock::Latest);
         }
-        let bare = text.strip_prefix('v').unwrap_or(text);
-        Version::parse(bare)
+        parse_version(text)
             .map(VersionLock::Pinned)
             .map_err(|_| error::BadVersionLockSnafu { text }.build())
     }

@@ -17,7 +17,7 @@ pub struct Cli {
 
     /// Which disk, and which set is running (the same flags as signpost).
     #[command(flatten)]
-    pub disk: signpost::cli::DiskArgs,
+    pub disk: cli_support::DiskArgs,
 
     /// Paths to the configuration and state files.
     #[command(flatten)]
@@ -33,7 +33,7 @@ pub struct Cli {
 #[derive(Debug, Clone, Default, Args)]
 pub struct PathArgs {
     /// The configuration file
-    #[arg(long, global = true, value_name = "PATH", default_value = crate::config::DEFAULT_CONFIG)]
+    #[arg(long, global = true, value_name = "PATH", default_value = crate::defaults::DEFAULT_CONFIG)]
     pub config: PathBuf,
 
     /// The trusted TUF root.json [default: /usr/share/updog/root.json]

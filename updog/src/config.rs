@@ -5,6 +5,11 @@
 //! standard path. Unknown keys are ignored with a warning (the file is rendered by the host's
 //! API server, which may know keys this version does not).
 use crate::cli::PathArgs;
+pub use crate::defaults::{
+    DEFAULT_CONFIG, DEFAULT_DATASTORE, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_LOCK_FILE,
+    DEFAULT_MAX_RETRIES, DEFAULT_METADATA_CACHE, DEFAULT_MIGRATIONS_CACHE, DEFAULT_MIN_THROUGHPUT,
+    DEFAULT_OS_RELEASE, DEFAULT_THROUGHPUT_GRACE_SECS, DEFAULT_TRUSTED_ROOT,
+};
 use crate::error::{self, Result};
 use semver::Version;
 use serde::Deserialize;
@@ -14,30 +19,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use update_metadata::{Arch, Seed, VersionLock};
 use url::Url;
-
-/// Default configuration file.
-pub const DEFAULT_CONFIG: &str = "/etc/updog.toml";
-/// Default trusted root.
-pub const DEFAULT_TRUSTED_ROOT: &str = "/usr/share/updog/root.json";
-/// Default os-release file.
-pub const DEFAULT_OS_RELEASE: &str = "/usr/lib/os-release";
-/// Default TUF datastore.
-pub const DEFAULT_DATASTORE: &str = "/var/lib/updog/tuf";
-/// Default metadata cache for the migrator.
-pub const DEFAULT_METADATA_CACHE: &str = "/var/cache/bottlerocket-metadata";
-/// Default migrations cache for the migrator.
-pub const DEFAULT_MIGRATIONS_CACHE: &str = "/var/lib/bottlerocket-migrations";
-/// Default lock file.
-pub const DEFAULT_LOCK_FILE: &str = "/run/lock/updog.lock";
-/// Default idle timeout: a transfer that receives nothing for this long is retried.
-pub const DEFAULT_IDLE_TIMEOUT_SECS: f64 = 30.0;
-/// Default minimum average throughput (bytes per second) a transfer must keep after the grace
-/// period: at 8 KiB/s, a 500 MB image may take up to about 17 hours, a 1 KiB file 60 s.
-pub const DEFAULT_MIN_THROUGHPUT: u64 = 8192;
-/// Default grace period before the minimum throughput applies.
-pub const DEFAULT_THROUGHPUT_GRACE_SECS: f64 = 60.0;
-/// Default number of consecutive failed attempts (without a byte of progress) before giving up.
-pub const DEFAULT_MAX_RETRIES: u32 = 5;
 
 /// The configuration file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -194,6 +175,19 @@ pub fn host_arch() -> Result<Arch> {
 }
 
 /// Paths that need no configuration file (for commands that work offline).
+/// Paths for the offline commands (`update-apply`, `update-revert`): the configuration file's
+/// values if it can be read, else the flags and defaults.
+pub fn paths_for_offline(args: &PathArgs) -> Paths {
+    match load_settings(args) {
+        Ok(settings) => settings.paths,
+        Err(e) => {
+            tracing::debug!(error = %e, "configuration not used");
+            offline_paths(args)
+        }
+    }
+}
+
+/// The flags and defaults alone, without the configuration file.
 pub fn offline_paths(args: &PathArgs) -> Paths {
     resolve_paths(args, None)
 }

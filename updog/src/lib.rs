@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod defaults;
 pub mod error;
 pub mod images;
 pub mod lock;
@@ -66,18 +67,33 @@ pub enum Outcome {
 
 /// Run the command `cli` describes, at `now` (the clock for wave gating and metadata expiry).
 pub async fn run(cli: &Cli, now: Timestamp) -> Result<Outcome> {
+    use commands::update::Mode;
+    use session::{Disk, Inputs};
     let progress = Progress::for_process(cli.global.json);
     match &cli.command {
-        Command::CheckUpdate(args) => commands::check_update::run(cli, args, now).await,
+        Command::CheckUpdate(args) => {
+            commands::check_update::run(Inputs::from_cli(cli, now)?, args).await
+        }
         Command::Update(args) => {
-            commands::update::run(cli, &args.select, true, args.reboot.reboot, now, &progress).await
+            let mode = if args.reboot.reboot {
+                Mode::ApplyAndReboot
+            } else {
+                Mode::Apply
+            };
+            commands::update::run(Inputs::from_cli(cli, now)?, &args.select, mode, &progress).await
         }
         Command::UpdateImage(args) => {
-            commands::update::run(cli, args, false, false, now, &progress).await
+            commands::update::run(Inputs::from_cli(cli, now)?, args, Mode::Stage, &progress).await
         }
-        Command::UpdateApply(args) => commands::apply::apply(cli, *args).await,
-        Command::UpdateRevert => commands::apply::revert(cli).await,
-        Command::Prepare(args) => commands::prepare::run(cli, args, now).await,
-        Command::Explain => commands::explain::run(cli, now).await,
+        Command::UpdateApply(args) => {
+            let paths = config::paths_for_offline(&cli.paths);
+            commands::apply::apply(Disk::from_cli(cli), &paths, *args).await
+        }
+        Command::UpdateRevert => {
+            let paths = config::paths_for_offline(&cli.paths);
+            commands::apply::revert(Disk::from_cli(cli), &paths).await
+        }
+        Command::Prepare(args) => commands::prepare::run(Inputs::from_cli(cli, now)?, args).await,
+        Command::Explain => commands::explain::run(Inputs::from_cli(cli, now)?).await,
     }
 }

@@ -6,10 +6,52 @@ use crate::error::{self, Result};
 use crate::lock::RunLock;
 use crate::repo;
 use crate::transport::UpdogTransport;
-use signpost::{DiskSource, cli::DiskArgs};
+use signpost::DiskSource;
 use snafu::ResultExt;
 use tuf_client::Repository;
 use update_metadata::{Arch, Host, Manifest, Policy};
+
+/// The disk to work on, from the flags: which one, and how long to wait for its lock.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    /// The host's disk, or `--disk` (with `--active-set`).
+    pub source: DiskSource,
+    /// How long to wait for another signpost or updog holding the disk lock.
+    pub lock_timeout: std::time::Duration,
+}
+
+/// Everything a command takes from the command line, resolved once in [`crate::run`] and
+/// passed down (no command reads the clap types or the configuration file itself).
+#[derive(Debug)]
+pub struct Inputs {
+    /// The configuration file checked and merged with the path flags.
+    pub settings: Settings,
+    /// The disk.
+    pub disk: Disk,
+    /// The clock for wave gating and metadata expiry.
+    pub now: jiff::Timestamp,
+}
+
+impl Disk {
+    /// The disk the flags of `cli` say.
+    pub fn from_cli(cli: &Cli) -> Disk {
+        Disk {
+            source: DiskSource::new(cli.disk.disk.as_deref(), cli.disk.active_set),
+            lock_timeout: cli.disk.lock_timeout,
+        }
+    }
+}
+
+impl Inputs {
+    /// Read the configuration the flags of `cli` name (networked commands need it).
+    pub fn from_cli(cli: &Cli, now: jiff::Timestamp) -> Result<Inputs> {
+        Ok(Inputs {
+            settings: config::load_settings(&cli.paths)?,
+            disk: Disk::from_cli(cli),
+            now,
+        })
+    }
+}
 
 /// A loaded session.
 #[derive(Debug)]
@@ -31,10 +73,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// Lock, read the configuration and os-release, load TUF (expiry checked at `now`) and the
-    /// manifest.
-    pub async fn open(cli: &Cli, now: jiff::Timestamp) -> Result<Session> {
-        let settings = config::load_settings(&cli.paths)?;
+    /// Lock, read os-release, load TUF (expiry checked at `now`) and the manifest.
+    pub async fn open(settings: Settings, now: jiff::Timestamp) -> Result<Session> {
         let lock = RunLock::acquire(&settings.paths.lock_file)?;
         let os = config::load_os_release(&settings.paths.os_release)?;
         let arch = config::host_arch()?;
@@ -82,17 +122,6 @@ impl Session {
             forced: args.image.clone(),
             ignore_waves: args.now || self.settings.ignore_waves,
         }
-    }
-}
-
-/// The disk the flags say.
-pub fn disk_source(args: &DiskArgs) -> DiskSource {
-    match &args.disk {
-        Some(path) => DiskSource::Path {
-            path: path.clone(),
-            active: args.active_set,
-        },
-        None => DiskSource::host(),
     }
 }
 

@@ -109,13 +109,6 @@ pub enum Error {
         message: String,
     },
 
-    /// An architecture name is not known.
-    #[snafu(display("Unknown architecture '{arch}' (expected x86_64, amd64, aarch64 or arm64)"))]
-    UnknownArch {
-        /// The name given.
-        arch: String,
-    },
-
     /// A disk image is empty or too large for an EBS snapshot.
     #[snafu(display("{} cannot be uploaded as a snapshot: {reason}", path.display()))]
     ImageSize {

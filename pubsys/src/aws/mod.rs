@@ -28,7 +28,7 @@ pub mod validate_ssm;
 pub use error::{Error, Result};
 
 use crate::Context;
-use crate::config::infra::Region;
+use crate::config::region::Region;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::fmt;
@@ -203,43 +203,7 @@ pub async fn factory(
     builder.build().await
 }
 
-/// An EC2 architecture (the spelling templates and EC2 see).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
-    /// `x86_64` (also accepted: `amd64`).
-    X86_64,
-    /// `arm64` (also accepted: `aarch64`).
-    Arm64,
-}
-
-impl Arch {
-    /// The EC2 spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Arm64 => "arm64",
-        }
-    }
-}
-
-impl std::str::FromStr for Arch {
-    type Err = String;
-    fn from_str(text: &str) -> std::result::Result<Arch, String> {
-        match text {
-            "x86_64" | "amd64" => Ok(Arch::X86_64),
-            "aarch64" | "arm64" => Ok(Arch::Arm64),
-            _ => Err(format!(
-                "unknown architecture '{text}' (expected x86_64, amd64, aarch64 or arm64)"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use update_metadata::Arch;
 
 /// A duration flag: `90s`, `30m`, `1h 30m` or plain seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

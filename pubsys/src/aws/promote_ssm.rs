@@ -62,7 +62,7 @@ pub struct PromoteSsmArgs {
 /// Run `pubsys promote-ssm`.
 pub async fn run(args: &PromoteSsmArgs, context: &Context) -> Result<SsmReport> {
     let templates = template::load(&args.template_path)?;
-    let applicable = template::applicable(&templates, &args.variant, args.arch.as_str());
+    let applicable = template::applicable(&templates, &args.variant, args.arch.ec2_name());
     if applicable.is_empty() {
         return Ok(SsmReport {
             parameters: Vec::new(),
@@ -94,7 +94,7 @@ pub async fn run(args: &PromoteSsmArgs, context: &Context) -> Result<SsmReport> 
         let render = |version: &str| -> Result<String> {
             let vars: Vars<'_> = [
                 ("variant", args.variant.as_str()),
-                ("arch", args.arch.as_str()),
+                ("arch", args.arch.ec2_name()),
                 ("image_version", version),
             ]
             .into_iter()

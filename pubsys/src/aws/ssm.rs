@@ -181,7 +181,7 @@ impl fmt::Display for SsmReport {
 /// Run `pubsys ssm`.
 pub async fn run(args: &SsmArgs, context: &Context) -> Result<SsmReport> {
     let templates = template::load(&args.template_path)?;
-    let applicable = template::applicable(&templates, &args.variant, args.arch.as_str());
+    let applicable = template::applicable(&templates, &args.variant, args.arch.ec2_name());
     if applicable.is_empty() {
         return Ok(SsmReport {
             parameters: Vec::new(),
@@ -203,7 +203,7 @@ pub async fn run(args: &SsmArgs, context: &Context) -> Result<SsmReport> {
         let image = amis::image(&amis, region, &args.ami_input)?;
         let vars: Vars<'_> = [
             ("variant", args.variant.as_str()),
-            ("arch", args.arch.as_str()),
+            ("arch", args.arch.ec2_name()),
             ("image_version", args.version.as_str()),
             ("image_id", image.id.as_str()),
             ("image_name", image.name.as_str()),

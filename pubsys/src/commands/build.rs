@@ -75,7 +75,7 @@ pub struct BuildArgs {
     pub variant_config: PathBuf,
 
     /// Override the version of the variant definition
-    #[arg(long, value_parser = crate::commands::manifest::parse_version)]
+    #[arg(long, value_parser = update_metadata::parse_version)]
     pub version: Option<Version>,
 
     /// Override the build ID
@@ -143,10 +143,7 @@ pub fn settings(args: &BuildArgs) -> Result<BuildSettings> {
     let text = std::fs::read_to_string(path).context(error::ReadConfigSnafu { path })?;
     let config: VariantConfig = toml::from_str(&text).context(error::ParseVariantSnafu { path })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let arch = match config.arch {
-        Arch::X86_64 => image_builder::Arch::X86_64,
-        Arch::Aarch64 => image_builder::Arch::Aarch64,
-    };
+    let arch = config.arch;
     let out_dir = args.out_dir.clone().unwrap_or_else(|| {
         PathBuf::from("build/images").join(format!("{}-{}", config.arch, config.name))
     });

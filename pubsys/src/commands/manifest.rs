@@ -2,7 +2,7 @@
 //! tool does), built on `update-metadata`. Every write is atomic; re-adding a release replaces
 //! it; ceilings are per variant and arch; `set-waves` on a missing update is an error.
 
-use crate::cli::VariantArchArgs;
+use crate::args::VariantArchArgs;
 use crate::error::{self, Result};
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
@@ -116,10 +116,7 @@ pub struct SetMaxVersionArgs {
     max_version: Version,
 }
 
-/// A version with an optional leading `v`.
-pub fn parse_version(text: &str) -> std::result::Result<Version, semver::Error> {
-    Version::parse(text.strip_prefix('v').unwrap_or(text))
-}
+use update_metadata::parse_version;
 
 /// One update, as listed in the summary.
 #[derive(Debug, Serialize)]

@@ -45,7 +45,7 @@ pub struct RepoArgs {
     pub arch: Option<Arch>,
 
     /// Release version, semver with an optional leading v (overrides the build report)
-    #[arg(long, value_parser = crate::commands::manifest::parse_version)]
+    #[arg(long, value_parser = update_metadata::parse_version)]
     pub version: Option<Version>,
 
     /// LZ4-compressed boot image (overrides the build report)
@@ -267,7 +267,7 @@ fn inputs(args: &RepoArgs) -> Result<Inputs> {
     };
     let version = match (&args.version, &report) {
         (Some(v), _) => v.clone(),
-        (None, Some((r, _))) => crate::commands::manifest::parse_version(&r.version)
+        (None, Some((r, _))) => update_metadata::parse_version(&r.version)
             .map_err(|_| missing("a valid version in the build report"))?,
         (None, None) => return Err(missing("--version")),
     };

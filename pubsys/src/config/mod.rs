@@ -2,3 +2,4 @@
 //! policy ([`expiration`]). Loaded once at the edge and passed down as references.
 pub mod expiration;
 pub mod infra;
+pub mod region;

@@ -1,13 +1,13 @@
 //! `check-update` (alias `whats`): is an update available for this host?
 use crate::Outcome;
-use crate::cli::{CheckArgs, Cli};
+use crate::cli::CheckArgs;
 use crate::error::Result;
-use crate::session::Session;
-use jiff::Timestamp;
+use crate::session::{Inputs, Session};
 
 /// Select the update (or list every applicable one with `--all`).
-pub async fn run(cli: &Cli, args: &CheckArgs, now: Timestamp) -> Result<Outcome> {
-    let session = Session::open(cli, now).await?;
+pub async fn run(inputs: Inputs, args: &CheckArgs) -> Result<Outcome> {
+    let now = inputs.now;
+    let session = Session::open(inputs.settings, now).await?;
     let host = session.host();
     let policy = session.policy(&args.select);
     if args.all {

@@ -1,9 +1,9 @@
 //! `explain`: this host's seed, the wave it belongs to, and when it becomes eligible for each
 //! available update (UTC and local time).
 use crate::Outcome;
-use crate::cli::{Cli, SelectArgs};
+use crate::cli::SelectArgs;
 use crate::error::Result;
-use crate::session::Session;
+use crate::session::{Inputs, Session};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
@@ -114,8 +114,9 @@ pub fn readable(time: Timestamp, zone: &TimeZone) -> String {
 }
 
 /// Build the report.
-pub async fn run(cli: &Cli, now: Timestamp) -> Result<Outcome> {
-    let session = Session::open(cli, now).await?;
+pub async fn run(inputs: Inputs) -> Result<Outcome> {
+    let now = inputs.now;
+    let session = Session::open(inputs.settings, now).await?;
     let host = session.host();
     let policy = session.policy(&SelectArgs::default());
     let selected = session

@@ -16,13 +16,12 @@
 //!    mark it valid (tries = 1) and, for `update`, flip the priorities (`upgrade_to_inactive`).
 //! 8. `--reboot`: `shutdown -r now`.
 use crate::Outcome;
-use crate::cli::{Cli, SelectArgs};
+use crate::cli::SelectArgs;
 use crate::error::{self, Result};
 use crate::images::{self, ImageReport, PartitionTarget};
 use crate::migrations;
 use crate::progress::{Event, Progress};
-use crate::session::{Session, blocking, disk_source};
-use jiff::Timestamp;
+use crate::session::{Inputs, Session, blocking};
 use signpost::{Access, BootFlags, DiskSource, SetId, State};
 use snafu::{ResultExt, ensure};
 use std::time::Duration;
@@ -46,16 +45,38 @@ pub struct UpdateReport {
 /// The three images in the order they are written.
 const IMAGES: [&str; 3] = ["root", "boot", "hash"];
 
-/// Run the write sequence; `flip` for `update`, not for `update-image`.
+/// How far the write sequence goes once the inactive set is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `update-image`: mark the set valid, keep booting the running one.
+    Stage,
+    /// `update`: also flip the boot order to the written set.
+    Apply,
+    /// `update --reboot`: flip, then reboot into it.
+    ApplyAndReboot,
+}
+
+impl Mode {
+    /// Whether the boot order is flipped.
+    pub const fn flips(self) -> bool {
+        !matches!(self, Mode::Stage)
+    }
+}
+
+/// Run the write sequence, as far as `mode` says.
 pub async fn run(
-    cli: &Cli,
+    inputs: Inputs,
     args: &SelectArgs,
-    flip: bool,
-    reboot_after: bool,
-    now: Timestamp,
+    mode: Mode,
     progress: &Progress,
 ) -> Result<Outcome> {
-    let session = Session::open(cli, now).await?;
+    let Inputs {
+        settings,
+        disk,
+        now,
+    } = inputs;
+    let flip = mode.flips();
+    let session = Session::open(settings, now).await?;
     let Some(update) = session.select(args, now) else {
         tracing::info!("No update required");
         return Ok(Outcome::Updated(UpdateReport {
@@ -72,8 +93,8 @@ pub async fn run(
         .set_param("target", &update.version.to_string());
 
     // 2. The disk: which set to write, and where its partitions are.
-    let source = disk_source(&cli.disk);
-    let timeout = cli.disk.lock_timeout;
+    let source = disk.source;
+    let timeout = disk.lock_timeout;
     let (active, targets) = {
         let source = source.clone();
         blocking(move || {
@@ -163,7 +184,7 @@ pub async fn run(
     progress.event(Event::Phase { phase: "done" });
     tracing::info!(version = %update.version, set = %inactive, applied = flip, "update written");
 
-    if flip && reboot_after {
+    if mode == Mode::ApplyAndReboot {
         reboot().await?;
     }
     Ok(Outcome::Updated(UpdateReport {

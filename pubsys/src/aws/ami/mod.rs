@@ -30,7 +30,7 @@ use crate::aws::error::{self, Result};
 use crate::aws::permissions::Target;
 use crate::aws::snapshot;
 use crate::aws::{Arch, AwsArgs, DurationArg};
-use crate::config::infra::Region;
+use crate::config::region::Region;
 use clap::{Args, ValueEnum};
 use copy::{BaseShare, CopyJob, copy_to};
 use futures::stream::{self, StreamExt};
@@ -68,7 +68,7 @@ impl BootMode {
     pub fn default_for(arch: Arch) -> BootMode {
         match arch {
             Arch::X86_64 => BootMode::UefiPreferred,
-            Arch::Arm64 => BootMode::Uefi,
+            Arch::Aarch64 => BootMode::Uefi,
         }
     }
 }
@@ -502,7 +502,7 @@ mod tests {
     fn x86_64_images_boot_both_ways_and_arm64_with_uefi() {
         use super::{Arch, BootMode};
         assert_eq!(BootMode::default_for(Arch::X86_64), BootMode::UefiPreferred);
-        assert_eq!(BootMode::default_for(Arch::Arm64), BootMode::Uefi);
+        assert_eq!(BootMode::default_for(Arch::Aarch64), BootMode::Uefi);
     }
 
     use super::TagArg;

@@ -23,12 +23,12 @@ pub(super) fn check_arch(
 ) -> Result<()> {
     // EC2 always reports the architecture; an empty one (emulators) is not a mismatch.
     match image.architecture() {
-        Some(arch) if !arch.as_str().is_empty() && arch.as_str() != args.arch.as_str() => {
+        Some(arch) if !arch.as_str().is_empty() && arch.as_str() != args.arch.ec2_name() => {
             error::ImageMismatchSnafu {
                 image_id: image.image_id().unwrap_or_default(),
                 name: &args.name,
                 region,
-                expected: args.arch.as_str(),
+                expected: args.arch.ec2_name(),
                 actual: arch.as_str(),
             }
             .fail()
@@ -224,7 +224,7 @@ pub(super) async fn register(
         .register_image()
         .name(&args.name)
         .description(args.description.as_deref().unwrap_or(&args.name))
-        .architecture(ArchitectureValues::from(args.arch.as_str()))
+        .architecture(ArchitectureValues::from(args.arch.ec2_name()))
         .virtualization_type("hvm")
         .root_device_name("/dev/xvda")
         .set_block_device_mappings(Some(mappings))
