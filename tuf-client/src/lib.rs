@@ -35,12 +35,11 @@ mod repository;
 mod schema;
 mod search;
 pub mod store;
-pub mod target;
 pub mod transport;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use crypto::SUPPORTED_HASHES;
 pub use error::{Error, Result};
+pub use repository::target::{Downloaded, TargetInfo, TargetStream, target_file_name};
 pub use repository::{Limits, Repository, RepositoryLoader, RoleMetadata};
-pub use target::{Downloaded, TargetInfo, TargetStream, target_file_name};
 pub use transport::{ByteStream, DefaultTransport, Transport, TransportError};

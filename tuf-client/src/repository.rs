@@ -1,18 +1,20 @@
 //! Loading a repository: the client workflow of spec §5 (root rotation, timestamp, snapshot,
 //! top-level targets), then lazy delegated-role loading during target search.
+
+pub mod target;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{self, Result};
 use crate::metadata::{Parsed, TOP_LEVEL, check_meta_file};
 use crate::schema::{Key, Meta, MetaFile, Root, Targets};
 use crate::search::{Child, Walk, children_for};
 use crate::store::{Store, encode_name};
-use crate::target::TargetInfo;
 use crate::transport::{DefaultTransport, Transport, TransportError};
 use futures::StreamExt;
 use snafu::{OptionExt, ResultExt, ensure};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use target::TargetInfo;
 use url::Url;
 
 /// Size limits and counts. The defaults are the ones the specification's reference client
@@ -116,7 +118,7 @@ impl RepositoryLoader {
     pub async fn load(self) -> Result<Repository> {
         let transport = match self.transport {
             Some(t) => t,
-            None => Arc::new(DefaultTransport::new()?),
+            None => Arc::new(DefaultTransport::new().context(error::HttpClientSnafu)?),
         };
         let repo = Update {
             store: Store::new(&self.metadata_dir),

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use snafu::{ResultExt, Snafu};
+use snafu::Snafu;
 use std::fmt::Debug;
 use std::pin::Pin;
 use std::time::Duration;
@@ -93,18 +93,17 @@ pub struct DefaultTransport {
 impl DefaultTransport {
     /// A transport with reqwest's defaults plus a 30 s connect timeout and a 60 s read
     /// timeout.
-    pub fn new() -> crate::Result<Self> {
+    pub fn new() -> Result<Self, reqwest::Error> {
         Self::with_timeouts(Duration::from_secs(30), Duration::from_secs(60))
     }
 
     /// A transport with the given connect and read (idle) timeouts.
-    pub fn with_timeouts(connect: Duration, read: Duration) -> crate::Result<Self> {
+    pub fn with_timeouts(connect: Duration, read: Duration) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(connect)
             .read_timeout(read)
             .user_agent(concat!("tuf-client/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context(crate::error::HttpClientSnafu)?;
+            .build()?;
         Ok(Self { client })
     }
 

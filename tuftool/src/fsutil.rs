@@ -1,8 +1,9 @@
 //! File-system helpers: atomic writes (temp file in the same directory, then rename), private
 //! files created with mode 0600, and target publishing in copy, hardlink or symlink mode.
 use crate::error::{self, Result};
+use aws_lc_rs::digest::{Context, SHA256};
 use snafu::{OptionExt, ResultExt};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -148,7 +149,7 @@ pub fn place_file(
 
 /// Whether `path` (followed if a link) holds bytes whose SHA-256 is `sha256`.
 fn holds(path: &Path, sha256: &[u8]) -> bool {
-    crate::targets::hash_file(path).is_ok_and(|(_, digest)| digest == sha256)
+    hash_file(path).is_ok_and(|(_, digest)| digest == sha256)
 }
 
 /// Place `src` at `dest` by `mode` through a temporary name beside it, replacing anything
@@ -222,9 +223,35 @@ pub fn commit_staging(staging: tempfile::TempDir, final_path: &Path) -> Result<(
     })
 }
 
+/// Hash a file (SHA-256) and measure it. Blocking. `buf` is a reusable read buffer.
+pub fn hash_file_with(path: &Path, buf: &mut [u8]) -> Result<(u64, Vec<u8>)> {
+    let mut file = std::fs::File::open(path).context(error::ReadFileSnafu { path })?;
+    let mut ctx = Context::new(&SHA256);
+    let mut length = 0u64;
+    loop {
+        let n = file.read(buf).context(error::ReadFileSnafu { path })?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+        length += n as u64;
+    }
+    Ok((length, ctx.finish().as_ref().to_vec()))
+}
+
+/// Hash a file (SHA-256) and measure it. Blocking.
+pub fn hash_file(path: &Path) -> Result<(u64, Vec<u8>)> {
+    hash_file_with(path, &mut vec![0u8; READ_BUFFER])
+}
+
+/// Read buffer size for hashing.
+pub(crate) const READ_BUFFER: usize = 1 << 20;
+
 #[cfg(test)]
 mod tests {
-    use super::{LinkMode, PathExists, place_file, publish_file, write_atomic, write_new_private};
+    use super::{
+        LinkMode, PathExists, hash_file, place_file, publish_file, write_atomic, write_new_private,
+    };
 
     #[test]
     fn private_files_are_0600_and_never_overwritten() {
@@ -243,7 +270,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src.txt");
         write_atomic(&src, b"data").unwrap();
-        let sha256 = crate::targets::hash_file(&src).unwrap().1;
+        let sha256 = hash_file(&src).unwrap().1;
         for mode in [LinkMode::Copy, LinkMode::Hardlink, LinkMode::Symlink] {
             let dest = dir.path().join(format!("{mode:?}.txt"));
             // A wrong file under the (content-addressed) name is replaced, not trusted.

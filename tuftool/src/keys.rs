@@ -18,10 +18,11 @@
 //! [`KeySource`] implements tough's [`tough::key_source::KeySource`], so a list of them can be
 //! handed to tough's editors as `Vec<Box<dyn tough::key_source::KeySource>>` (see
 //! [`KeySource::boxed`] and [`boxed_sources`]).
-use crate::aws_keys;
-pub use crate::aws_keys::AwsHandle;
+
+pub mod aws;
 use crate::error::{self, Result};
 use crate::fsutil;
+pub use aws::AwsHandle;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
@@ -226,13 +227,13 @@ impl KeySource {
                 region,
                 aws,
             } => {
-                let target = aws_keys::SsmParameter {
+                let target = aws::SsmParameter {
                     aws,
                     profile: profile.as_deref(),
                     parameter,
                     region: region.as_deref(),
                 };
-                aws_keys::store_ssm(
+                aws::store_ssm(
                     &target,
                     kms_key_id.as_deref(),
                     &generated.keyid,
@@ -268,20 +269,20 @@ impl tough::key_source::KeySource for KeySource {
                 aws,
                 ..
             } => {
-                let source = aws_keys::SsmParameter {
+                let source = aws::SsmParameter {
                     aws,
                     profile: profile.as_deref(),
                     parameter,
                     region: region.as_deref(),
                 };
-                aws_keys::load_ssm(&source).await
+                aws::load_ssm(&source).await
             }
             KeySource::Kms {
                 profile,
                 key_id,
                 region,
                 aws,
-            } => aws_keys::load_kms(aws, profile.as_deref(), key_id, region.as_deref()).await,
+            } => aws::load_kms(aws, profile.as_deref(), key_id, region.as_deref()).await,
         }
     }
 

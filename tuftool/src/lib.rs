@@ -15,7 +15,6 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
-pub mod aws_keys;
 pub mod canonical;
 pub mod cli;
 pub mod commands;

@@ -1,12 +1,10 @@
 //! Input targets: walking input folders, naming files by their relative path, hashing them in
 //! parallel, detecting collisions, and placing them in a repository's targets folder.
 use crate::error::{self, Result};
-use crate::fsutil::{self, LinkMode};
-use aws_lc_rs::digest::{Context, SHA256};
+use crate::fsutil::{self, LinkMode, PathExists, READ_BUFFER};
 use futures::{StreamExt, TryStreamExt};
 use snafu::{OptionExt, ResultExt, ensure};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use tough::TargetName;
 use tough::schema::{Hashes, Target};
@@ -22,29 +20,32 @@ pub struct InputTarget {
     pub path: PathBuf,
 }
 
-/// Hash a file (SHA-256) and measure it. Blocking. `buf` is a reusable read buffer.
-pub fn hash_file_with(path: &Path, buf: &mut [u8]) -> Result<(u64, Vec<u8>)> {
-    let mut file = std::fs::File::open(path).context(error::ReadFileSnafu { path })?;
-    let mut ctx = Context::new(&SHA256);
-    let mut length = 0u64;
-    loop {
-        let n = file.read(buf).context(error::ReadFileSnafu { path })?;
-        if n == 0 {
-            break;
+pub use crate::fsutil::{hash_file, hash_file_with};
+
+/// How target files are placed in a repository's `targets/` folder.
+#[derive(Debug, Clone, Copy)]
+pub struct Place {
+    /// Copy, hard-link or symlink.
+    pub link_mode: LinkMode,
+    /// Also place names with a folder at tough's `<sha256>.dir/file` (see
+    /// [`placements`]).
+    pub tough_placement: bool,
+    /// Files placed at once.
+    pub jobs: usize,
+    /// What to do with a file already at a target's place.
+    pub exists: PathExists,
+}
+
+impl Default for Place {
+    fn default() -> Self {
+        Place {
+            link_mode: LinkMode::Copy,
+            tough_placement: false,
+            jobs: 1,
+            exists: PathExists::Skip,
         }
-        ctx.update(&buf[..n]);
-        length += n as u64;
     }
-    Ok((length, ctx.finish().as_ref().to_vec()))
 }
-
-/// Hash a file (SHA-256) and measure it. Blocking.
-pub fn hash_file(path: &Path) -> Result<(u64, Vec<u8>)> {
-    hash_file_with(path, &mut vec![0u8; READ_BUFFER])
-}
-
-/// Read buffer size for hashing.
-const READ_BUFFER: usize = 1 << 20;
 
 /// Files are handed to blocking threads in batches of at most this many files or bytes, so
 /// that many small files do not cost one task each, while big files still spread over cores.
@@ -233,9 +234,9 @@ pub async fn publish_inputs(
     inputs: &[InputTarget],
     targets_dir: &Path,
     consistent: bool,
-    place: crate::repo::Place,
+    place: Place,
 ) -> Result<()> {
-    let crate::repo::Place {
+    let Place {
         link_mode: mode,
         tough_placement,
         jobs,

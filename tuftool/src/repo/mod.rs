@@ -10,6 +10,7 @@ mod load;
 mod paths;
 mod sign;
 
+pub use crate::targets::Place;
 pub(crate) use commit::{commit, missing_files, verify_meta};
 pub use load::{AnyTransport, RepoLocation, load_repo, parse_location};
 pub(crate) use load::{fetch_bytes, fetch_with};
@@ -19,7 +20,6 @@ pub(crate) use sign::{ImportedRole, Tree, sign_tree};
 pub use sign::{RoleSchedule, Schedule, SigningKeys};
 
 use crate::error::{self, Result};
-use crate::fsutil::{LinkMode, PathExists};
 use crate::keys::KeySource;
 use crate::root::{SPEC_VERSION, load_root};
 use crate::targets::{self};
@@ -65,31 +65,6 @@ pub struct SignedRoleReport {
     pub version: u64,
     /// New expiry.
     pub expires: String,
-}
-
-/// How target files are placed in a repository's `targets/` folder.
-#[derive(Debug, Clone, Copy)]
-pub struct Place {
-    /// Copy, hard-link or symlink.
-    pub link_mode: LinkMode,
-    /// Also place names with a folder at tough's `<sha256>.dir/file` (see
-    /// [`targets::placements`]).
-    pub tough_placement: bool,
-    /// Files placed at once.
-    pub jobs: usize,
-    /// What to do with a file already at a target's place.
-    pub exists: PathExists,
-}
-
-impl Default for Place {
-    fn default() -> Self {
-        Place {
-            link_mode: LinkMode::Copy,
-            tough_placement: false,
-            jobs: 1,
-            exists: PathExists::Skip,
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

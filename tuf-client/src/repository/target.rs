@@ -1,8 +1,8 @@
 //! Targets: what metadata says about one ([`TargetInfo`]), fetching it as a verified stream,
 //! and downloading it into a folder with a cache check.
+use super::Repository;
 use crate::crypto::{HashSetError, Hashers, SUPPORTED_HASHES};
 use crate::error::{self, Result};
-use crate::repository::Repository;
 use crate::store::encode_name;
 use crate::transport::{ByteStream, TransportError};
 use bytes::Bytes;
