@@ -5,14 +5,16 @@
 //!
 //! Signing itself is the `tuftool` library's job; pubsys never runs the tuftool binary.
 
+use crate::config::expiration::{Expirations, RepoExpirationPolicy};
 use crate::config::infra::{RepoConfig, SigningKeyConfig};
 use crate::error::{self, Result};
 use snafu::{OptionExt, ResultExt, ensure};
 use std::path::{Path, PathBuf};
 use tough::{Repository, TargetName};
 use tuftool::keys::{AwsHandle, KeySource};
-use tuftool::repo::RepoLocation;
+use tuftool::repo::{RepoLocation, RoleSchedule, Schedule};
 use update_metadata::Manifest;
+use update_metadata::Offset;
 use url::Url;
 
 /// The target name of the manifest in every repository.
@@ -64,6 +66,68 @@ pub async fn with_aws(keys: Vec<KeySource>, context: &crate::Context) -> Vec<Key
         crate::aws::factory(context, &base, aws_context::RetrySettings::default()).await,
     );
     keys.into_iter().map(|key| key.with_aws(&aws)).collect()
+}
+
+/// What signing needs, resolved once from the flags and Infra.toml (`repo` and
+/// `refresh-repo` alike).
+#[derive(Debug)]
+pub struct Signing {
+    /// Key sources, with the AWS factory handed in.
+    pub keys: Vec<KeySource>,
+    /// The release start (expiries, and waves for `repo`).
+    pub start: jiff::Timestamp,
+    /// Role expiries, checked to lie after now.
+    pub expirations: Expirations,
+}
+
+/// The flags that say how to sign.
+#[derive(Debug, Clone, Copy)]
+pub struct SigningFlags<'a> {
+    /// The repository's name in Infra.toml.
+    pub repo: &'a str,
+    /// `--signing-key` sources.
+    pub keys: &'a [KeySource],
+    /// `--default-key-path`.
+    pub default_key_path: Option<&'a Path>,
+    /// The start time flag.
+    pub start: Option<&'a Offset>,
+    /// The expiration policy file.
+    pub policy: &'a Path,
+}
+
+/// Resolve `flags`: the keys (command line, else Infra.toml, else the default key), the
+/// start (now unless given) and the expiries from the policy.
+pub async fn signing(flags: SigningFlags<'_>, context: &crate::Context) -> Result<Signing> {
+    let repo_config = context.infra.repo(flags.repo);
+    let keys = signing_keys(flags.keys, &repo_config, flags.repo, flags.default_key_path)?;
+    let keys = with_aws(keys, context).await;
+    let start = match flags.start {
+        Some(offset) => offset.resolve(context.now).context(error::MetadataSnafu)?,
+        None => context.now,
+    };
+    let expirations = RepoExpirationPolicy::load(flags.policy)?.expirations(start)?;
+    expirations.check_future(context.now)?;
+    Ok(Signing {
+        keys,
+        start,
+        expirations,
+    })
+}
+
+impl Signing {
+    /// Every role signed with its expiry in `expirations`, the version one above the current
+    /// one.
+    pub fn schedule_for(expirations: &Expirations) -> Schedule {
+        let at = |expires| RoleSchedule {
+            version: None,
+            expires: Some(expires),
+        };
+        Schedule {
+            targets: at(expirations.targets),
+            snapshot: at(expirations.snapshot),
+            timestamp: at(expirations.timestamp),
+        }
+    }
 }
 
 /// An `Infra.toml` key source as a tuftool key source. A KMS key is used in the region its

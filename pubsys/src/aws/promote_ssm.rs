@@ -10,9 +10,8 @@
 
 use super::error::{self, Result};
 use super::params;
-use super::ssm::{self, Desired, PutArgs, SsmReport};
-use super::template::{self, Vars};
-use super::{Arch, AwsArgs};
+use super::ssm::{self, Desired, SsmReport, TemplateArgs};
+use super::template::{self};
 use crate::Context;
 use clap::Args;
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -22,14 +21,6 @@ use std::path::PathBuf;
 /// `pubsys promote-ssm` flags.
 #[derive(Debug, Clone, Args)]
 pub struct PromoteSsmArgs {
-    /// Architecture (EC2 spelling)
-    #[arg(short = 'a', long)]
-    pub arch: Arch,
-
-    /// Variant
-    #[arg(long)]
-    pub variant: String,
-
     /// Version whose parameters are copied
     #[arg(long)]
     pub source: String,
@@ -38,43 +29,23 @@ pub struct PromoteSsmArgs {
     #[arg(long)]
     pub target: String,
 
-    /// Parameter templates (TOML, `[[parameter]]` entries)
-    #[arg(long, value_name = "PATH")]
-    pub template_path: PathBuf,
-
-    /// Allow private AMIs in the public /aws/ namespace
-    #[arg(long)]
-    pub allow_private_images: bool,
-
     /// Merge the promoted parameters into this file (region → name → value)
     #[arg(long, value_name = "PATH")]
     pub ssm_parameter_output: Option<PathBuf>,
 
-    /// Rate limiting and concurrency of the writes.
+    /// Templates, guard, rate and regions.
     #[command(flatten)]
-    pub put: PutArgs,
-
-    /// Shared AWS flags.
-    #[command(flatten)]
-    pub aws: AwsArgs,
+    pub common: TemplateArgs,
 }
 
 /// Run `pubsys promote-ssm`.
 pub async fn run(args: &PromoteSsmArgs, context: &Context) -> Result<SsmReport> {
-    let templates = template::load(&args.template_path)?;
-    let applicable = template::applicable(&templates, &args.variant, args.arch.ec2_name());
+    let common = &args.common;
+    let applicable = common.applicable()?;
     if applicable.is_empty() {
-        return Ok(SsmReport {
-            parameters: Vec::new(),
-            output: None,
-            note: Some("No parameters for this arch/variant".to_owned()),
-        });
+        return Ok(SsmReport::nothing_applies());
     }
-    let prefix = context
-        .infra
-        .aws
-        .as_ref()
-        .and_then(|aws| aws.ssm_prefix.as_deref());
+    let prefix = ssm::prefix(context);
     let mut pairs = Vec::new();
     for t in applicable {
         let vars = template::variables(&t.name)?;
@@ -92,13 +63,7 @@ pub async fn run(args: &PromoteSsmArgs, context: &Context) -> Result<SsmReport> 
             continue;
         }
         let render = |version: &str| -> Result<String> {
-            let vars: Vars<'_> = [
-                ("variant", args.variant.as_str()),
-                ("arch", args.arch.ec2_name()),
-                ("image_version", version),
-            ]
-            .into_iter()
-            .collect();
+            let vars = common.vars(&[("image_version", version)]);
             Ok(template::full_name(
                 prefix,
                 &template::render(&t.name, &vars)?,
@@ -107,8 +72,8 @@ pub async fn run(args: &PromoteSsmArgs, context: &Context) -> Result<SsmReport> 
         pairs.push((render(&args.source)?, render(&args.target)?));
     }
 
-    let regions = args.aws.regions(context)?;
-    let aws = super::context(&args.aws, context, &regions[0]).await;
+    let regions = common.aws.regions(context)?;
+    let aws = super::context(&common.aws, context, &regions[0]).await;
     let sources: Vec<String> = pairs.iter().map(|(s, _)| s.clone()).collect();
     let found: Vec<Vec<Desired>> = stream::iter(regions.iter())
         .map(|region| {
@@ -145,10 +110,7 @@ pub async fn run(args: &PromoteSsmArgs, context: &Context) -> Result<SsmReport> 
             source_version: args.source.clone()
         }
     );
-    if !args.allow_private_images {
-        ssm::check_public(&aws, &desired).await?;
-    }
-    let mut report = ssm::publish(&aws, desired, true, args.put, &args.aws).await?;
+    let mut report = common.guard_and_publish(&aws, desired, true).await?;
     if let Some(path) = &args.ssm_parameter_output {
         let existing = params::load_or_default(path)?;
         params::save(path, &ssm::verified(&report, existing))?;

@@ -29,13 +29,10 @@ use std::time::{Duration, Instant};
 /// The data type SSM validates as an AMI ID.
 pub const EC2_IMAGE_DATA_TYPE: &str = "aws:ec2:image";
 
-/// `pubsys ssm` flags.
+/// The flags `ssm` and `promote-ssm` share: which templates apply (variant, arch), the
+/// public-namespace guard, the write rate and the regions.
 #[derive(Debug, Clone, Args)]
-pub struct SsmArgs {
-    /// amis.json with the AMI of each region
-    #[arg(long, value_name = "PATH")]
-    pub ami_input: PathBuf,
-
+pub struct TemplateArgs {
     /// Architecture (template variable `arch`, EC2 spelling)
     #[arg(short = 'a', long)]
     pub arch: Arch,
@@ -44,21 +41,84 @@ pub struct SsmArgs {
     #[arg(long)]
     pub variant: String,
 
-    /// Image version, e.g. 1.15.0-abc12345 (template variable `image_version`)
-    #[arg(long)]
-    pub version: String,
-
     /// Parameter templates (TOML, `[[parameter]]` entries)
     #[arg(long, value_name = "PATH")]
     pub template_path: PathBuf,
 
-    /// Allow changing the value of existing parameters
-    #[arg(long)]
-    pub allow_clobber: bool,
-
     /// Allow private AMIs in the public /aws/ namespace
     #[arg(long)]
     pub allow_private_images: bool,
+
+    /// Rate limiting and concurrency of the writes.
+    #[command(flatten)]
+    pub put: PutArgs,
+
+    /// Shared AWS flags (--regions defaults to aws.regions).
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+impl TemplateArgs {
+    /// The templates that apply to this variant and arch (none: the command has nothing to
+    /// do, see [`SsmReport::nothing_applies`]).
+    pub fn applicable(&self) -> Result<Vec<template::Template>> {
+        let templates = template::load(&self.template_path)?;
+        Ok(
+            template::applicable(&templates, &self.variant, self.arch.ec2_name())
+                .into_iter()
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// The template variables every parameter has (`variant`, `arch`), plus `more`.
+    pub fn vars<'a>(&'a self, more: &[(&'static str, &'a str)]) -> Vars<'a> {
+        [
+            ("variant", self.variant.as_str()),
+            ("arch", self.arch.ec2_name()),
+        ]
+        .into_iter()
+        .chain(more.iter().copied())
+        .collect()
+    }
+
+    /// The public-namespace guard (unless `--allow-private-images`), then [`publish`].
+    pub async fn guard_and_publish(
+        &self,
+        aws: &AwsContext,
+        desired: Vec<Desired>,
+        allow_clobber: bool,
+    ) -> Result<SsmReport> {
+        if !self.allow_private_images {
+            check_public(aws, &desired).await?;
+        }
+        publish(aws, desired, allow_clobber, self.put, &self.aws).await
+    }
+}
+
+/// Infra.toml's `aws.ssm_prefix`, if any.
+pub fn prefix(context: &Context) -> Option<&str> {
+    context
+        .infra
+        .aws
+        .as_ref()
+        .and_then(|aws| aws.ssm_prefix.as_deref())
+}
+
+/// `pubsys ssm` flags.
+#[derive(Debug, Clone, Args)]
+pub struct SsmArgs {
+    /// amis.json with the AMI of each region
+    #[arg(long, value_name = "PATH")]
+    pub ami_input: PathBuf,
+
+    /// Image version, e.g. 1.15.0-abc12345 (template variable `image_version`)
+    #[arg(long)]
+    pub version: String,
+
+    /// Allow changing the value of existing parameters
+    #[arg(long)]
+    pub allow_clobber: bool,
 
     /// Give parameters whose value is exactly `{image_id}` the `aws:ec2:image` data type
     /// (SSM then checks the AMI exists)
@@ -69,13 +129,9 @@ pub struct SsmArgs {
     #[arg(long, value_name = "PATH")]
     pub ssm_parameter_output: Option<PathBuf>,
 
-    /// Rate limiting and concurrency of the writes.
+    /// Templates, guard, rate and regions.
     #[command(flatten)]
-    pub put: PutArgs,
-
-    /// Shared AWS flags (--regions defaults to aws.regions).
-    #[command(flatten)]
-    pub aws: AwsArgs,
+    pub common: TemplateArgs,
 }
 
 /// How fast to write parameters.
@@ -144,6 +200,15 @@ pub struct SsmReport {
 }
 
 impl SsmReport {
+    /// The answer when no template applies to the variant and arch.
+    pub fn nothing_applies() -> SsmReport {
+        SsmReport {
+            parameters: Vec::new(),
+            output: None,
+            note: Some("No parameters for this arch/variant".to_owned()),
+        }
+    }
+
     /// Whether some parameter failed.
     pub fn failed(&self) -> bool {
         self.parameters.iter().any(|p| p.change == Change::Failed)
@@ -180,37 +245,25 @@ impl fmt::Display for SsmReport {
 
 /// Run `pubsys ssm`.
 pub async fn run(args: &SsmArgs, context: &Context) -> Result<SsmReport> {
-    let templates = template::load(&args.template_path)?;
-    let applicable = template::applicable(&templates, &args.variant, args.arch.ec2_name());
+    let common = &args.common;
+    let applicable = common.applicable()?;
     if applicable.is_empty() {
-        return Ok(SsmReport {
-            parameters: Vec::new(),
-            output: None,
-            note: Some("No parameters for this arch/variant".to_owned()),
-        });
+        return Ok(SsmReport::nothing_applies());
     }
-    let regions = args.aws.regions(context)?;
+    let regions = common.aws.regions(context)?;
     let region_names: Vec<String> = regions.iter().map(|r| r.to_string()).collect();
     let amis = amis::load_for(&args.ami_input, &region_names)?;
-    let prefix = context
-        .infra
-        .aws
-        .as_ref()
-        .and_then(|aws| aws.ssm_prefix.as_deref());
+    let prefix = prefix(context);
 
     let mut desired = Vec::new();
     for region in &region_names {
         let image = amis::image(&amis, region, &args.ami_input)?;
-        let vars: Vars<'_> = [
-            ("variant", args.variant.as_str()),
-            ("arch", args.arch.ec2_name()),
+        let vars = common.vars(&[
             ("image_version", args.version.as_str()),
             ("image_id", image.id.as_str()),
             ("image_name", image.name.as_str()),
             ("region", region.as_str()),
-        ]
-        .into_iter()
-        .collect();
+        ]);
         for t in &applicable {
             let name = template::full_name(prefix, &template::render(&t.name, &vars)?);
             let value = template::render(&t.value, &vars)?;
@@ -225,12 +278,10 @@ pub async fn run(args: &SsmArgs, context: &Context) -> Result<SsmReport> {
         }
     }
 
-    let aws = super::context(&args.aws, context, &regions[0]).await;
-    if !args.allow_private_images {
-        check_public(&aws, &desired).await?;
-    }
-    let report = publish(&aws, desired, args.allow_clobber, args.put, &args.aws).await?;
-    let mut report = report;
+    let aws = super::context(&common.aws, context, &regions[0]).await;
+    let mut report = common
+        .guard_and_publish(&aws, desired, args.allow_clobber)
+        .await?;
     if let Some(path) = &args.ssm_parameter_output {
         params::save(path, &verified(&report, ParamsFile::new()))?;
         report.output = Some(path.clone());

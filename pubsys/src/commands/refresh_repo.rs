@@ -4,7 +4,7 @@
 //! Metadata only is written, to `<outdir>/<variant>/<arch>/`.
 
 use crate::Context;
-use crate::config::expiration::{Expirations, RepoExpirationPolicy};
+use crate::config::expiration::Expirations;
 use crate::error::{self, Result};
 use crate::repo::{self as shared, LocationArgs};
 use clap::{Args, ValueEnum};
@@ -13,7 +13,7 @@ use snafu::ResultExt;
 use std::fmt;
 use std::path::PathBuf;
 use tuftool::keys::KeySource;
-use tuftool::repo::{Place, PublishOptions, RefreshOptions, RoleSchedule, Schedule, UpdateOptions};
+use tuftool::repo::{Place, PublishOptions, RefreshOptions, UpdateOptions};
 use update_metadata::Offset;
 
 /// Which roles to re-sign.
@@ -119,29 +119,20 @@ pub async fn run(args: &RefreshRepoArgs, context: &Context) -> Result<RefreshRep
         .as_ref()
         .map(crate::s3::S3Location::parse)
         .transpose()?;
-    let keys = shared::signing_keys(
-        &args.signing_keys,
-        &repo_config,
-        &args.location.select.repo,
-        args.default_key_path.as_deref(),
-    )?;
-    let keys = shared::with_aws(keys, context).await;
-    let start = match &args.start_time {
-        Some(offset) => offset.resolve(context.now).context(error::MetadataSnafu)?,
-        None => context.now,
-    };
-    let expirations =
-        RepoExpirationPolicy::load(&args.repo_expiration_policy_path)?.expirations(start)?;
-    expirations.check_future(context.now)?;
-    let at = |expires| RoleSchedule {
-        version: None,
-        expires: Some(expires),
-    };
-    let schedule = Schedule {
-        targets: at(expirations.targets),
-        snapshot: at(expirations.snapshot),
-        timestamp: at(expirations.timestamp),
-    };
+    let shared::Signing {
+        keys, expirations, ..
+    } = shared::signing(
+        shared::SigningFlags {
+            repo: &args.location.select.repo,
+            keys: &args.signing_keys,
+            default_key_path: args.default_key_path.as_deref(),
+            start: args.start_time.as_ref(),
+            policy: &args.repo_expiration_policy_path,
+        },
+        context,
+    )
+    .await?;
+    let schedule = shared::Signing::schedule_for(&expirations);
 
     std::fs::create_dir_all(&args.outdir)
         .context(error::WriteOutputSnafu { path: &args.outdir })?;

@@ -10,7 +10,7 @@
 //! chain) and `<outdir>/targets/`.
 
 use crate::Context;
-use crate::config::expiration::{Expirations, RepoExpirationPolicy};
+use crate::config::expiration::Expirations;
 use crate::error::{self, Result};
 use crate::repo::{self as shared, MANIFEST_TARGET};
 use clap::Args;
@@ -21,7 +21,7 @@ use snafu::{OptionExt, ResultExt, ensure};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use tuftool::keys::KeySource;
-use tuftool::repo::{Place, PublishOptions, RoleSchedule, Schedule, UpdateOptions};
+use tuftool::repo::{Place, PublishOptions, UpdateOptions};
 use update_metadata::{Arch, Images, Manifest, NewUpdate, Offset, Release, WaveSchedule};
 use url::Url;
 
@@ -338,18 +338,6 @@ fn stage(input_dir: &Path, source: &Path) -> Result<String> {
     Ok(name)
 }
 
-fn schedule(expirations: &Expirations) -> Schedule {
-    let at = |expires| RoleSchedule {
-        version: None,
-        expires: Some(expires),
-    };
-    Schedule {
-        targets: at(expirations.targets),
-        snapshot: at(expirations.snapshot),
-        timestamp: at(expirations.timestamp),
-    }
-}
-
 /// Run `pubsys repo`.
 pub async fn run(args: &RepoArgs, context: &Context) -> Result<RepoReport> {
     let release = inputs(args)?;
@@ -364,20 +352,21 @@ pub async fn run(args: &RepoArgs, context: &Context) -> Result<RepoReport> {
     );
 
     let repo_config = context.infra.repo(&args.repo);
-    let keys = shared::signing_keys(
-        &args.signing_keys,
-        &repo_config,
-        &args.repo,
-        args.default_key_path.as_deref(),
-    )?;
-    let keys = shared::with_aws(keys, context).await;
-    let start = match &args.release_start_time {
-        Some(offset) => offset.resolve(context.now).context(error::MetadataSnafu)?,
-        None => context.now,
-    };
-    let expirations =
-        RepoExpirationPolicy::load(&args.repo_expiration_policy_path)?.expirations(start)?;
-    expirations.check_future(context.now)?;
+    let shared::Signing {
+        keys,
+        start,
+        expirations,
+    } = shared::signing(
+        shared::SigningFlags {
+            repo: &args.repo,
+            keys: &args.signing_keys,
+            default_key_path: args.default_key_path.as_deref(),
+            start: args.release_start_time.as_ref(),
+            policy: &args.repo_expiration_policy_path,
+        },
+        context,
+    )
+    .await?;
     let waves = WaveSchedule::load(&args.wave_policy_path).context(error::MetadataSnafu)?;
     let migrations = args
         .release_config_path
@@ -481,7 +470,7 @@ pub async fn run(args: &RepoArgs, context: &Context) -> Result<RepoReport> {
             jobs: 4,
             ..Place::default()
         },
-        schedule: schedule(&expirations),
+        schedule: shared::Signing::schedule_for(&expirations),
         outdir: out.clone(),
     };
     let report = match &existing {
