@@ -31,6 +31,13 @@ pub struct Image {
     /// Launch permissions.
     #[serde(default)]
     pub launch_permissions: Vec<LaunchPermission>,
+    /// ENA support. pubsys does not record it; an expected-AMIs file for `validate-ami` may
+    /// (it is then compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ena_support: Option<bool>,
+    /// SR-IOV support, as `ena_support`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sriov_net_support: Option<String>,
     /// A permission change begun and not known to be finished (our addition to the format,
     /// written only while one is in flight; re-running the command that began it finishes
     /// it).
@@ -49,6 +56,8 @@ impl Image {
             name: name.into(),
             public: false,
             launch_permissions: Vec::new(),
+            ena_support: None,
+            sriov_net_support: None,
             pending: None,
             extra: serde_json::Map::new(),
         }

@@ -22,6 +22,7 @@ pub mod snapshot;
 pub mod ssm;
 pub mod tags;
 pub mod template;
+pub mod validate;
 pub mod validate_ami;
 pub mod validate_ssm;
 

@@ -8,165 +8,26 @@
 //! record with an unfinished permission change (`pending`) is Incorrect.
 
 use super::AwsArgs;
-use super::amis::{LaunchPermission, PendingChange, is_public};
+use super::amis::{Image, is_public};
 use super::ec2;
 use super::error::{self, Result, sdk};
+use super::validate::{self, Counts, ResultsArgs, Status, table};
 use crate::Context;
-use clap::{Args, ValueEnum};
-use futures::stream::{self, StreamExt};
+use clap::Args;
 use serde::{Deserialize, Serialize};
 use snafu::ResultExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 
-/// Result of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ValueEnum)]
-pub enum Status {
-    /// As expected.
-    #[value(name = "Correct")]
-    Correct,
-    /// Exists, but differs.
-    #[value(name = "Incorrect")]
-    Incorrect,
-    /// Does not exist.
-    #[value(name = "Missing")]
-    Missing,
-    /// The region could not be asked.
-    #[value(name = "Unreachable")]
-    Unreachable,
-    /// Exists but was not expected (validate-ssm --check-unexpected).
-    #[value(name = "Unexpected")]
-    Unexpected,
-}
-
-/// Counts per status for one region.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    /// Correct.
-    pub correct: usize,
-    /// Incorrect.
-    pub incorrect: usize,
-    /// Missing.
-    pub missing: usize,
-    /// Unreachable.
-    pub unreachable: usize,
-    /// Unexpected (SSM only, with --check-unexpected).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unexpected: Option<usize>,
-}
-
-impl Counts {
-    /// Count one status.
-    pub fn add(&mut self, status: Status) {
-        match status {
-            Status::Correct => self.correct += 1,
-            Status::Incorrect => self.incorrect += 1,
-            Status::Missing => self.missing += 1,
-            Status::Unreachable => self.unreachable += 1,
-            Status::Unexpected => *self.unexpected.get_or_insert(0) += 1,
-        }
-    }
-
-    /// Whether anything is wrong.
-    pub fn has_problems(&self) -> bool {
-        self.incorrect + self.missing + self.unreachable + self.unexpected.unwrap_or(0) > 0
-    }
-}
-
-/// Print a per-region table of counts.
-pub fn table(
-    f: &mut fmt::Formatter<'_>,
-    counts: &BTreeMap<String, Counts>,
-    unexpected: bool,
-) -> fmt::Result {
-    write!(
-        f,
-        "{:<16} {:>8} {:>10} {:>8} {:>12}",
-        "region", "correct", "incorrect", "missing", "unreachable"
-    )?;
-    if unexpected {
-        write!(f, " {:>11}", "unexpected")?;
-    }
-    writeln!(f)?;
-    for (region, c) in counts {
-        write!(
-            f,
-            "{:<16} {:>8} {:>10} {:>8} {:>12}",
-            region, c.correct, c.incorrect, c.missing, c.unreachable
-        )?;
-        if unexpected {
-            write!(f, " {:>11}", c.unexpected.unwrap_or(0))?;
-        }
-        writeln!(f)?;
-    }
-    Ok(())
-}
-
-/// An expected (or found) image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageDef {
-    /// AMI ID.
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// Public.
-    #[serde(default)]
-    pub public: bool,
-    /// Launch permissions.
-    #[serde(default)]
-    pub launch_permissions: Vec<LaunchPermission>,
-    /// ENA support (compared only when expected states it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ena_support: Option<bool>,
-    /// SR-IOV support (compared only when expected states it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sriov_net_support: Option<String>,
-    /// A permission change amis.json records as unfinished: such a record is never Correct
-    /// (re-run the command that began it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<PendingChange>,
-}
+/// An expected (or found) image: the record `amis.json` holds (one type for both).
+pub type ImageDef = Image;
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum OneOrMany {
     One(ImageDef),
     Many(Vec<ImageDef>),
-}
-
-/// Output and fan-out flags shared by `validate-ami` and `validate-ssm`.
-#[derive(Debug, Clone, Args)]
-pub struct ResultsArgs {
-    /// Write each result (JSON array) here
-    #[arg(long, value_name = "PATH")]
-    pub write_results_path: Option<PathBuf>,
-
-    /// Only write results with these statuses (repeatable)
-    #[arg(long, value_enum, requires = "write_results_path")]
-    pub write_results_filter: Vec<Status>,
-
-    /// Regions checked at once
-    #[arg(long, default_value_t = 8, value_name = "N")]
-    pub concurrency: usize,
-}
-
-impl ResultsArgs {
-    /// Write the results whose status passes `--write-results-filter` to
-    /// `--write-results-path`, if one was given.
-    pub fn write<T: Serialize>(&self, results: &[T], status: impl Fn(&T) -> Status) -> Result<()> {
-        let Some(out) = &self.write_results_path else {
-            return Ok(());
-        };
-        let written: Vec<&T> = results
-            .iter()
-            .filter(|r| {
-                self.write_results_filter.is_empty()
-                    || self.write_results_filter.contains(&status(r))
-            })
-            .collect();
-        super::write_json(out, &written, "validation results")
-    }
 }
 
 /// `pubsys validate-ami` flags.
@@ -280,51 +141,48 @@ pub async fn run(args: &ValidateAmiArgs, context: &Context) -> Result<ValidateAm
     let base = first.parse().map_err(|_| error::Error::NoRegions)?;
     let aws = super::context(&args.aws, context, &base).await;
 
-    let per_region: Vec<Vec<AmiResult>> = stream::iter(expected.iter())
-        .map(|(region, defs)| {
+    let results = validate::per_region(
+        &expected,
+        args.results.concurrency,
+        |region, defs| {
             let aws = &aws;
             async move {
-                match actual_images(aws, region, defs).await {
-                    Ok(actual) => defs
-                        .iter()
-                        .map(|def| {
-                            let found = actual.get(&def.id).cloned();
-                            let status = match &found {
-                                Some(found) => compare(def, found),
-                                None => Status::Missing,
-                            };
-                            AmiResult {
-                                id: def.id.clone(),
-                                expected_image_def: def.clone(),
-                                actual_image_def: found,
-                                region: region.clone(),
-                                status,
-                            }
-                        })
-                        .collect(),
-                    Err(e) => {
-                        tracing::error!(region, "{}", snafu::Report::from_error(&e));
-                        defs.iter()
-                            .map(|def| AmiResult {
-                                id: def.id.clone(),
-                                expected_image_def: def.clone(),
-                                actual_image_def: None,
-                                region: region.clone(),
-                                status: Status::Unreachable,
-                            })
-                            .collect()
-                    }
-                }
+                let actual = actual_images(aws, region, defs).await?;
+                Ok(defs
+                    .iter()
+                    .map(|def| {
+                        let found = actual.get(&def.id).cloned();
+                        let status = match &found {
+                            Some(found) => compare(def, found),
+                            None => Status::Missing,
+                        };
+                        AmiResult {
+                            id: def.id.clone(),
+                            expected_image_def: def.clone(),
+                            actual_image_def: found,
+                            region: region.clone(),
+                            status,
+                        }
+                    })
+                    .collect())
             }
-        })
-        .buffer_unordered(args.results.concurrency.max(1))
-        .collect()
-        .await;
-    let results: Vec<AmiResult> = per_region.into_iter().flatten().collect();
-    let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
-    for r in &results {
-        counts.entry(r.region.clone()).or_default().add(r.status);
-    }
+        },
+        |region, defs| {
+            defs.iter()
+                .map(|def| AmiResult {
+                    id: def.id.clone(),
+                    expected_image_def: def.clone(),
+                    actual_image_def: None,
+                    region: region.clone(),
+                    status: Status::Unreachable,
+                })
+                .collect()
+        },
+    )
+    .await;
+    let counts = validate::counts(std::iter::empty(), false, &results, |r| {
+        (r.region.as_str(), r.status)
+    });
     args.results.write(&results, |r| r.status)?;
     Ok(ValidateAmiReport { counts, results })
 }
@@ -371,14 +229,12 @@ async fn actual_images(
         let permissions = ec2::launch_permissions(&client, region, id).await?;
         actual.insert(
             id.to_owned(),
-            ImageDef {
-                id: id.to_owned(),
-                name: image.name().unwrap_or_default().to_owned(),
+            Image {
                 public: image.public().unwrap_or_else(|| is_public(&permissions)),
                 launch_permissions: permissions,
                 ena_support: image.ena_support(),
                 sriov_net_support: image.sriov_net_support().map(str::to_owned),
-                pending: None,
+                ..Image::new(id, image.name().unwrap_or_default())
             },
         );
     }
@@ -387,21 +243,16 @@ async fn actual_images(
 
 #[cfg(test)]
 mod tests {
-    use super::{ImageDef, LaunchPermission, Status, compare};
+    use super::{ImageDef, Status, compare};
+    use crate::aws::amis::LaunchPermission;
 
     fn def() -> ImageDef {
-        ImageDef {
-            id: "ami-1".into(),
-            name: "n".into(),
-            public: true,
-            launch_permissions: vec![
-                LaunchPermission::Group("all".into()),
-                LaunchPermission::UserId("1".into()),
-            ],
-            ena_support: None,
-            sriov_net_support: None,
-            pending: None,
-        }
+        let mut image = ImageDef::new("ami-1", "n");
+        image.set_permissions(vec![
+            LaunchPermission::Group("all".into()),
+            LaunchPermission::UserId("1".into()),
+        ]);
+        image
     }
 
     #[test]

@@ -10,10 +10,9 @@ use super::AwsArgs;
 use super::error::{self, Result, sdk};
 use super::params;
 use super::ssm::get_values;
-use super::validate_ami::{Counts, ResultsArgs, Status, table};
+use super::validate::{self, Counts, ResultsArgs, Status, table};
 use crate::Context;
 use clap::Args;
-use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use snafu::{OptionExt, ResultExt};
 use std::collections::{BTreeMap, HashMap};
@@ -120,43 +119,34 @@ pub async fn run(args: &ValidateSsmArgs, context: &Context) -> Result<ValidateSs
     let base = first.parse().map_err(|_| error::Error::NoRegions)?;
     let aws = super::context(&args.aws, context, &base).await;
 
-    let per_region: Vec<Vec<SsmResult>> = stream::iter(expected.iter())
-        .map(|(region, wanted)| {
+    let results = validate::per_region(
+        &expected,
+        args.results.concurrency,
+        |region, wanted| {
             let aws = &aws;
             let prefix = prefix.as_deref();
             async move {
-                match actual_values(aws, region, wanted, prefix).await {
-                    Ok(actual) => results(region, wanted, &actual, prefix.is_some()),
-                    Err(e) => {
-                        tracing::error!(region, "{}", snafu::Report::from_error(&e));
-                        wanted
-                            .iter()
-                            .map(|(name, value)| SsmResult {
-                                name: name.clone(),
-                                expected_value: Some(value.clone()),
-                                actual_value: None,
-                                region: region.clone(),
-                                status: Status::Unreachable,
-                            })
-                            .collect()
-                    }
-                }
+                let actual = actual_values(aws, region, wanted, prefix).await?;
+                Ok(results(region, wanted, &actual, prefix.is_some()))
             }
-        })
-        .buffer_unordered(args.results.concurrency.max(1))
-        .collect()
-        .await;
-    let results: Vec<SsmResult> = per_region.into_iter().flatten().collect();
-    let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
-    for region in expected.keys() {
-        let entry = counts.entry(region.clone()).or_default();
-        if args.check_unexpected {
-            entry.unexpected = Some(0);
-        }
-    }
-    for r in &results {
-        counts.entry(r.region.clone()).or_default().add(r.status);
-    }
+        },
+        |region, wanted| {
+            wanted
+                .iter()
+                .map(|(name, value)| SsmResult {
+                    name: name.clone(),
+                    expected_value: Some(value.clone()),
+                    actual_value: None,
+                    region: region.clone(),
+                    status: Status::Unreachable,
+                })
+                .collect()
+        },
+    )
+    .await;
+    let counts = validate::counts(expected.keys(), args.check_unexpected, &results, |r| {
+        (r.region.as_str(), r.status)
+    });
     args.results.write(&results, |r| r.status)?;
     Ok(ValidateSsmReport {
         counts,
