@@ -68,6 +68,16 @@ pub async fn with_aws(keys: Vec<KeySource>, context: &crate::Context) -> Vec<Key
     keys.into_iter().map(|key| key.with_aws(&aws)).collect()
 }
 
+/// A new staging folder inside `outdir` (created if missing), removed when dropped: signed
+/// output is moved out of it only once it is complete.
+pub fn staging(outdir: &Path, prefix: &str) -> Result<tempfile::TempDir> {
+    std::fs::create_dir_all(outdir).context(error::WriteOutputSnafu { path: outdir })?;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(outdir)
+        .context(error::WriteOutputSnafu { path: outdir })
+}
+
 /// What signing needs, resolved once from the flags and Infra.toml (`repo` and
 /// `refresh-repo` alike).
 #[derive(Debug)]
@@ -244,6 +254,22 @@ pub async fn upload(
 ) -> Result<crate::s3::UploadReport> {
     let client = s3_client(context, repo).await?;
     crate::s3::upload(&client, outdir, variant, arch, destination).await
+}
+
+/// [`upload`] when the command was given a destination (`--upload`).
+pub async fn upload_if(
+    destination: Option<&crate::s3::S3Location>,
+    context: &crate::Context,
+    repo: &RepoConfig,
+    outdir: &Path,
+    which: (&str, &str),
+) -> Result<Option<crate::s3::UploadReport>> {
+    match destination {
+        Some(to) => upload(to, context, repo, outdir, which.0, which.1)
+            .await
+            .map(Some),
+        None => Ok(None),
+    }
 }
 
 /// The location with the transport its URLs need: S3 when either URL is `s3://`.

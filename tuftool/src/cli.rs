@@ -1,9 +1,13 @@
 //! Command-line types (clap derive only, no logic).
+use crate::commands::clone::CloneArgs;
+use crate::commands::create::CreateArgs;
 use crate::commands::delegation::DelegationArgs;
-use crate::commands::fetch::{CloneArgs, DownloadArgs, TransferArgs};
+use crate::commands::download::DownloadArgs;
 use crate::commands::gen_key::GenKeyArgs;
-use crate::commands::repo::{CreateArgs, RefreshArgs, UpdateArgs};
+use crate::commands::refresh::RefreshArgs;
 use crate::commands::root::RootCommand;
+use crate::commands::transfer_metadata::TransferArgs;
+use crate::commands::update::UpdateArgs;
 use clap::{Parser, Subcommand};
 
 /// TUF repository tool on the tough library: keys, root, create, update, refresh, download,

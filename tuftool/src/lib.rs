@@ -160,16 +160,15 @@ impl Outcome {
 /// Run the command line `cli` describes. `now` is the clock (injected for tests).
 pub async fn run(cli: &cli::Cli, now: jiff::Timestamp) -> Result<Outcome> {
     use cli::Command;
-    use commands::{delegation as d, fetch as f, gen_key as g, repo as r, root as rt};
     match &cli.command {
-        Command::Root(c) => rt::run(c, now).await,
-        Command::GenKey(a) => g::run(a).await,
-        Command::Create(a) => r::create(a, now).await,
-        Command::Update(a) => r::update(a, now).await,
-        Command::Refresh(a) => r::refresh(a, now).await,
-        Command::Download(a) => f::download(a).await,
-        Command::Clone(a) => f::clone(a).await,
-        Command::TransferMetadata(a) => f::transfer(a, now).await,
-        Command::Delegation(a) => d::run(a, now).await,
+        Command::Root(c) => commands::root::run(c, now).await,
+        Command::GenKey(a) => commands::gen_key::run(a).await,
+        Command::Create(a) => commands::create::run(a, now).await,
+        Command::Update(a) => commands::update::run(a, now).await,
+        Command::Refresh(a) => commands::refresh::run(a, now).await,
+        Command::Download(a) => commands::download::run(a).await,
+        Command::Clone(a) => commands::clone::run(a).await,
+        Command::TransferMetadata(a) => commands::transfer_metadata::run(a, now).await,
+        Command::Delegation(a) => commands::delegation::run(a, now).await,
     }
 }

@@ -368,17 +368,9 @@ pub async fn wait_for_snapshot(
 ) -> Result<()> {
     let start = Instant::now();
     loop {
-        let output = ec2
-            .describe_snapshots()
-            .snapshot_ids(snapshot_id)
-            .send()
-            .await
-            .map_err(sdk)
-            .context(error::CallSnafu {
-                operation: "DescribeSnapshots",
-                region,
-            })?;
-        match output.snapshots().first().and_then(|s| s.state()) {
+        let found =
+            describe_snapshots(ec2.describe_snapshots().snapshot_ids(snapshot_id), region).await?;
+        match found.first().and_then(|s| s.state()) {
             Some(SnapshotState::Completed) => return Ok(()),
             Some(SnapshotState::Error) => {
                 return error::SnapshotStateSnafu {
@@ -417,6 +409,14 @@ pub async fn snapshots_tagged(
                 .build(),
         );
     }
+    describe_snapshots(request, region).await
+}
+
+/// Send one `DescribeSnapshots` request in `region`.
+async fn describe_snapshots(
+    request: aws_sdk_ec2::operation::describe_snapshots::builders::DescribeSnapshotsFluentBuilder,
+    region: &str,
+) -> Result<Vec<aws_sdk_ec2::types::Snapshot>> {
     let output = request
         .send()
         .await

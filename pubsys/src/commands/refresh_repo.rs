@@ -134,12 +134,7 @@ pub async fn run(args: &RefreshRepoArgs, context: &Context) -> Result<RefreshRep
     .await?;
     let schedule = shared::Signing::schedule_for(&expirations);
 
-    std::fs::create_dir_all(&args.outdir)
-        .context(error::WriteOutputSnafu { path: &args.outdir })?;
-    let staging = tempfile::Builder::new()
-        .prefix(".pubsys-refresh-")
-        .tempdir_in(&args.outdir)
-        .context(error::WriteOutputSnafu { path: &args.outdir })?;
+    let staging = shared::staging(&args.outdir, ".pubsys-refresh-")?;
     let out = staging.path().join("out");
     let report = match args.roles {
         RefreshRoles::All => {
@@ -171,20 +166,17 @@ pub async fn run(args: &RefreshRepoArgs, context: &Context) -> Result<RefreshRep
     }
     .context(error::TuftoolSnafu)?;
     shared::move_into_layout(&out, &metadata_dir, &args.outdir.join("targets"))?;
-    let upload = match &upload_to {
-        Some(to) => Some(
-            shared::upload(
-                to,
-                context,
-                &repo_config,
-                &args.outdir,
-                &args.location.select.which.variant,
-                args.location.select.which.arch.as_str(),
-            )
-            .await?,
+    let upload = shared::upload_if(
+        upload_to.as_ref(),
+        context,
+        &repo_config,
+        &args.outdir,
+        (
+            &args.location.select.which.variant,
+            args.location.select.which.arch.as_str(),
         ),
-        None => None,
-    };
+    )
+    .await?;
     Ok(RefreshReport {
         upload,
         roles: args.roles,

@@ -408,12 +408,7 @@ pub async fn run(args: &RepoArgs, context: &Context) -> Result<RepoReport> {
     };
 
     // Stage every input under its target name.
-    std::fs::create_dir_all(&args.outdir)
-        .context(error::WriteOutputSnafu { path: &args.outdir })?;
-    let staging = tempfile::Builder::new()
-        .prefix(".pubsys-repo-")
-        .tempdir_in(&args.outdir)
-        .context(error::WriteOutputSnafu { path: &args.outdir })?;
+    let staging = shared::staging(&args.outdir, ".pubsys-repo-")?;
     let input_dir = staging.path().join("inputs");
     std::fs::create_dir(&input_dir).context(error::WriteOutputSnafu { path: &input_dir })?;
     let images = Images {
@@ -491,20 +486,14 @@ pub async fn run(args: &RepoArgs, context: &Context) -> Result<RepoReport> {
     };
 
     shared::move_into_layout(&out, &metadata_dir, &targets_dir)?;
-    let upload = match &upload_to {
-        Some(to) => Some(
-            shared::upload(
-                to,
-                context,
-                &repo_config,
-                &args.outdir,
-                &release.variant,
-                arch,
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let upload = shared::upload_if(
+        upload_to.as_ref(),
+        context,
+        &repo_config,
+        &args.outdir,
+        (&release.variant, arch),
+    )
+    .await?;
     Ok(RepoReport {
         upload,
         variant: release.variant,

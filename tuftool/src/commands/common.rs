@@ -203,3 +203,57 @@ pub fn publish_options(
         outdir: outdir.to_path_buf(),
     })
 }
+
+/// The reference tuftool's root download (trust on first use). Accepted so its scripts run;
+/// when the `-r` file exists (the usual case) nothing changes. Without it the command fails:
+/// a root fetched from the repository it is meant to verify proves nothing.
+#[derive(Debug, Clone, Args)]
+pub struct RootDownloadArgs {
+    /// Reference flag: download the root when the -r file is missing (refused: see above)
+    #[arg(long)]
+    pub allow_root_download: bool,
+    /// Reference flag: the root version to download
+    #[arg(long, value_name = "N", requires = "allow_root_download")]
+    pub root_version: Option<std::num::NonZeroU64>,
+}
+
+impl RootDownloadArgs {
+    /// Refuse a root download the reference would have made.
+    pub fn check(&self, load: &LoadArgs) -> Result<()> {
+        snafu::ensure!(
+            !self.allow_root_download || load.root.exists(),
+            crate::error::RootDownloadSnafu { path: &load.root }
+        );
+        Ok(())
+    }
+}
+
+/// `-a/--add-targets DIR`, repeatable: the targets `create` and `update` publish.
+#[derive(Debug, Clone, Args)]
+pub struct AddTargetsArgs {
+    /// Input folder; every file below it becomes a target named by its relative path
+    /// (repeatable; two inputs with the same name are an error)
+    #[arg(
+        short = 'a',
+        visible_short_alias = 't',
+        long = "add-targets",
+        value_name = "DIR"
+    )]
+    pub add_targets: Vec<PathBuf>,
+}
+
+/// The delegated role and the keys to trust for it (`add-role`, `add-key`).
+#[derive(Debug, Clone, Args)]
+pub struct DelegatedKeysArgs {
+    /// The delegated role
+    #[arg(short = 'd', long = "delegated-role", value_name = "ROLE")]
+    pub delegated_role: String,
+    /// Key to trust for it: a public key JSON file or a key source (repeatable)
+    #[arg(
+        long = "delegated-key",
+        visible_alias = "new-key",
+        value_name = "KEY",
+        required = true
+    )]
+    pub delegated_keys: Vec<String>,
+}

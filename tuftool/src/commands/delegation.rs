@@ -1,5 +1,5 @@
 //! `tuftool delegation --signing-role ROLE …`.
-use super::common::{KeyArgs, RepoArgs, parse_url};
+use super::common::{DelegatedKeysArgs, KeyArgs, RepoArgs, parse_url};
 use crate::Outcome;
 use crate::delegation::{self, DelegatedPaths, DelegationContext, NewDelegation};
 use crate::error::Result;
@@ -44,17 +44,9 @@ pub enum DelegationCommand {
     },
     /// Delegate to a new role, trusting the keys given here
     AddRole {
-        /// Name of the new role
-        #[arg(short = 'd', long = "delegated-role", value_name = "ROLE")]
-        delegated_role: String,
-        /// Key trusted for the new role: a public key JSON file or a key source (repeatable)
-        #[arg(
-            long = "delegated-key",
-            visible_alias = "new-key",
-            value_name = "KEY",
-            required = true
-        )]
-        delegated_keys: Vec<String>,
+        /// Arguments of this group.
+        #[command(flatten)]
+        delegated: DelegatedKeysArgs,
         /// Glob of target names the role may sign (repeatable)
         #[arg(
             short = 'p',
@@ -103,17 +95,9 @@ pub enum DelegationCommand {
     },
     /// Trust another key for a role the signing role delegates to
     AddKey {
-        /// The delegated role
-        #[arg(short = 'd', long = "delegated-role", value_name = "ROLE")]
-        delegated_role: String,
-        /// Key to trust: a public key JSON file or a key source (repeatable)
-        #[arg(
-            long = "delegated-key",
-            visible_alias = "new-key",
-            value_name = "KEY",
-            required = true
-        )]
-        delegated_keys: Vec<String>,
+        /// Arguments of this group.
+        #[command(flatten)]
+        delegated: DelegatedKeysArgs,
         /// Arguments of this group.
         #[command(flatten)]
         repo: RepoArgs,
@@ -175,8 +159,7 @@ pub async fn run(a: &DelegationArgs, now: jiff::Timestamp) -> Result<Outcome> {
             )
         }
         DelegationCommand::AddRole {
-            delegated_role,
-            delegated_keys,
+            delegated,
             paths,
             path_hash_prefixes,
             threshold,
@@ -191,8 +174,8 @@ pub async fn run(a: &DelegationArgs, now: jiff::Timestamp) -> Result<Outcome> {
                 DelegatedPaths::HashPrefixes(path_hash_prefixes.clone())
             };
             let new = NewDelegation {
-                name: delegated_role.clone(),
-                keys: public_keys(delegated_keys).await?,
+                name: delegated.delegated_role.clone(),
+                keys: public_keys(&delegated.delegated_keys).await?,
                 threshold: *threshold,
                 paths,
                 terminating: *terminating,
@@ -214,14 +197,10 @@ pub async fn run(a: &DelegationArgs, now: jiff::Timestamp) -> Result<Outcome> {
             };
             Outcome::Repo(crate::repo::update_repo(&repo.location(), &options, &update, now).await?)
         }
-        DelegationCommand::AddKey {
-            delegated_role,
-            delegated_keys,
-            repo,
-        } => {
+        DelegationCommand::AddKey { delegated, repo } => {
             let ctx = context(role, repo, now)?;
-            let found = public_keys(delegated_keys).await?;
-            Outcome::Repo(delegation::add_keys(&ctx, delegated_role, &found).await?)
+            let found = public_keys(&delegated.delegated_keys).await?;
+            Outcome::Repo(delegation::add_keys(&ctx, &delegated.delegated_role, &found).await?)
         }
         DelegationCommand::RemoveKey {
             keyid,

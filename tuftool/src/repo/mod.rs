@@ -70,6 +70,16 @@ pub struct SignedRoleReport {
 // ---------------------------------------------------------------------------------------------
 // create / update / refresh
 
+impl PublishOptions {
+    /// The signing keys (each loaded once) and the input targets found below `add_targets`.
+    async fn keys_and_inputs(&self) -> Result<(SigningKeys, Vec<targets::InputTarget>)> {
+        let keys = SigningKeys::load(&self.keys).await?;
+        let inputs =
+            targets::scan_inputs(&self.add_targets, self.follow_links, self.place.jobs).await?;
+        Ok((keys, inputs))
+    }
+}
+
 /// Options shared by `create` and `update`.
 #[derive(Debug, Clone)]
 pub struct PublishOptions {
@@ -116,13 +126,7 @@ pub async fn create_repo(
         !existing.exists(),
         error::RepoExistsSnafu { path: existing }
     );
-    let keys = SigningKeys::load(&options.keys).await?;
-    let inputs = targets::scan_inputs(
-        &options.add_targets,
-        options.follow_links,
-        options.place.jobs,
-    )
-    .await?;
+    let (keys, inputs) = options.keys_and_inputs().await?;
     let mut targets = Targets::new(
         SPEC_VERSION.to_owned(),
         options.schedule.targets.version.unwrap_or(NonZeroU64::MIN),
@@ -178,13 +182,7 @@ pub async fn update_repo(
     if let Some(path) = &update.new_root {
         rotate_root(&mut tree, path, now)?;
     }
-    let keys = SigningKeys::load(&options.keys).await?;
-    let inputs = targets::scan_inputs(
-        &options.add_targets,
-        options.follow_links,
-        options.place.jobs,
-    )
-    .await?;
+    let (keys, inputs) = options.keys_and_inputs().await?;
     let role_name = update.role.clone().unwrap_or_else(|| "targets".to_owned());
     let role = tree.role_mut(&role_name)?;
     let mut removed = Vec::new();
