@@ -216,7 +216,8 @@ impl std::error::Error for PrintError {
     }
 }
 
-/// Run a synchronous command: logging from `global`, then `command`, then [`finish`].
+/// Run a synchronous command: logging from `global`, then `command`, then its result (or
+/// error) printed and turned into the exit code.
 pub fn run<R, E>(global: &GlobalArgs, command: impl FnOnce() -> Result<R, E>) -> ExitCode
 where
     R: Report,
@@ -227,7 +228,8 @@ where
 }
 
 /// Run an async command on the process's one tokio runtime (`runtime` says which kind):
-/// logging from `global`, then the runtime, then `command`, then [`finish`].
+/// logging from `global`, then the runtime, then `command`, then its result (or error) printed
+/// and turned into the exit code.
 pub fn run_async<R, E, F>(
     global: &GlobalArgs,
     runtime: Runtime,

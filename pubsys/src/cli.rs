@@ -53,9 +53,19 @@ pub enum Command {
     /// Re-sign a published repository with new expirations (all roles, or only
     /// snapshot+timestamp, or only timestamp)
     RefreshRepo(crate::commands::refresh_repo::RefreshRepoArgs),
-    /// AMIs, launch permissions and SSM parameters on AWS.
-    #[command(flatten)]
-    Aws(crate::aws::AwsCommand),
+    /// Upload a disk image as EBS snapshots, register an AMI and copy it to every region;
+    /// re-runs finish what is missing
+    Ami(crate::commands::ami::AmiArgs),
+    /// Grant or revoke launch permissions on the AMIs of an amis.json (and their snapshots)
+    PublishAmi(crate::commands::publish_ami::PublishAmiArgs),
+    /// Publish SSM parameters rendered from templates for the AMIs of an amis.json
+    Ssm(crate::commands::ssm::SsmArgs),
+    /// Copy SSM parameters from one version name to another (e.g. to `latest`)
+    PromoteSsm(crate::commands::promote_ssm::PromoteSsmArgs),
+    /// Check that the AMIs of an amis.json exist with the expected attributes (exit 3 if not)
+    ValidateAmi(crate::commands::validate_ami::ValidateAmiArgs),
+    /// Check SSM parameters against an ssm-params.json (exit 3 if not)
+    ValidateSsm(crate::commands::validate_ssm::ValidateSsmArgs),
 }
 
 /// `pubsys waves` subcommands.

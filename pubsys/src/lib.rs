@@ -1,9 +1,13 @@
 //! pubsys: the release CLI.
 //!
-//! Today: `pubsys waves show` and `pubsys manifest …`. The repository (`repo`, `validate-repo`, ...) and AWS (`ami`,
-//! `ssm`, ...) commands arrive with their issues. Layout: [`cli`] holds the clap types,
-//! [`commands`] one module per subcommand, [`error`] the crate's error type, and [`run`]
-//! dispatches and returns an [`Outcome`] that `main` prints.
+//! Layout, one command tree: [`cli`] holds the top-level clap types, [`commands`] one module
+//! per subcommand (its clap `Args` and `run`; `ami` is a folder, split by what it does),
+//! [`args`] the argument groups several commands share, [`aws`] the AWS service layer (EC2,
+//! EBS, SSM calls, snapshot upload, the `amis.json` and SSM parameter records, permissions,
+//! templates, validation results), [`repo`] and [`s3`] the repository and S3 plumbing,
+//! [`config`] `Infra.toml` and the expiration policy, [`error`] the crate's one error type.
+//! [`run`] dispatches and returns an [`Outcome`], which the shared runner prints. The
+//! [`Context`] holds the configuration, the clock and the one AWS client factory.
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
@@ -21,7 +25,6 @@ pub use error::{Error, Result};
 
 use cli::{Cli, Command, WavesCommand};
 use jiff::Timestamp;
-use snafu::ResultExt;
 
 /// What a command produced, for `main` to print as text or JSON.
 #[derive(Debug)]
@@ -44,8 +47,16 @@ pub enum Outcome {
     RefreshRepo(commands::refresh_repo::RefreshReport),
     /// `pubsys upload-repo`.
     UploadRepo(s3::UploadReport),
-    /// The AWS commands (`ami`, `publish-ami`, `ssm`, `promote-ssm`, `validate-*`).
-    Aws(aws::AwsReport),
+    /// `pubsys ami`.
+    Ami(commands::ami::AmiReport),
+    /// `pubsys publish-ami`.
+    PublishAmi(commands::publish_ami::PublishAmiReport),
+    /// `pubsys ssm` and `pubsys promote-ssm`.
+    Ssm(aws::ssm::SsmReport),
+    /// `pubsys validate-ami`.
+    ValidateAmi(commands::validate_ami::ValidateAmiReport),
+    /// `pubsys validate-ssm`.
+    ValidateSsm(commands::validate_ssm::ValidateSsmReport),
 }
 
 impl Outcome {
@@ -66,7 +77,11 @@ impl Outcome {
             Outcome::CheckRepoExpirations(r) => (r, serde_json::to_value(r)),
             Outcome::RefreshRepo(r) => (r, serde_json::to_value(r)),
             Outcome::UploadRepo(r) => (r, serde_json::to_value(r)),
-            Outcome::Aws(r) => (r, serde_json::to_value(r)),
+            Outcome::Ami(r) => (r, serde_json::to_value(r)),
+            Outcome::PublishAmi(r) => (r, serde_json::to_value(r)),
+            Outcome::Ssm(r) => (r, serde_json::to_value(r)),
+            Outcome::ValidateAmi(r) => (r, serde_json::to_value(r)),
+            Outcome::ValidateSsm(r) => (r, serde_json::to_value(r)),
         }
     }
 }
@@ -82,7 +97,8 @@ impl cli_support::Report for Outcome {
         Some(self.parts().0.to_string())
     }
 
-    /// The exit code for this outcome (3 when a validation found problems).
+    /// The exit code for this outcome: 3 when a validation found problems, 1 when an AWS
+    /// command failed in some region.
     fn exit_code(&self) -> u8 {
         match self {
             Outcome::Manifest(report) if !report.problems.is_empty() => {
@@ -94,7 +110,15 @@ impl cli_support::Report for Outcome {
             Outcome::CheckRepoExpirations(report) if report.has_problems() => {
                 cli_support::exit::VALIDATION_FAILED
             }
-            Outcome::Aws(report) => report.exit_code(),
+            Outcome::ValidateAmi(report) if report.has_problems() => {
+                cli_support::exit::VALIDATION_FAILED
+            }
+            Outcome::ValidateSsm(report) if report.has_problems() => {
+                cli_support::exit::VALIDATION_FAILED
+            }
+            Outcome::Ami(report) if report.failed() => cli_support::exit::FAILURE,
+            Outcome::PublishAmi(report) if report.failed() => cli_support::exit::FAILURE,
+            Outcome::Ssm(report) if report.failed() => cli_support::exit::FAILURE,
             _ => cli_support::exit::SUCCESS,
         }
     }
@@ -107,6 +131,19 @@ pub struct Context {
     pub infra: config::infra::InfraConfig,
     /// The time the run started, to the whole second.
     pub now: Timestamp,
+    /// The AWS client factory, built on first use (see [`aws::factory`]).
+    aws: tokio::sync::OnceCell<std::sync::Arc<aws_context::AwsContext>>,
+}
+
+impl Context {
+    /// A context with `infra` at `now`; the AWS factory is built when first needed.
+    pub fn new(infra: config::infra::InfraConfig, now: Timestamp) -> Context {
+        Context {
+            infra,
+            now,
+            aws: tokio::sync::OnceCell::new(),
+        }
+    }
 }
 
 /// Run the command line `cli` describes; `now` is the clock.
@@ -115,7 +152,7 @@ pub async fn run(cli: &Cli, now: Timestamp) -> Result<Outcome> {
         Some(path) => config::infra::InfraConfig::load(path)?,
         None => config::infra::InfraConfig::default(),
     };
-    let context = Context { infra, now };
+    let context = Context::new(infra, now);
     tracing::debug!(repos = context.infra.repo.len(), "configuration loaded");
     let now = context.now;
     match &cli.command {
@@ -144,10 +181,19 @@ pub async fn run(cli: &Cli, now: Timestamp) -> Result<Outcome> {
         Command::UploadRepo(args) => commands::upload_repo::run(args, &context)
             .await
             .map(Outcome::UploadRepo),
-        Command::Aws(command) => aws::run(command, &context)
+        Command::Ami(args) => commands::ami::run(args, &context).await.map(Outcome::Ami),
+        Command::PublishAmi(args) => commands::publish_ami::run(args, &context)
             .await
-            .map(Outcome::Aws)
-            .map_err(Box::new)
-            .context(error::AwsSnafu),
+            .map(Outcome::PublishAmi),
+        Command::Ssm(args) => commands::ssm::run(args, &context).await.map(Outcome::Ssm),
+        Command::PromoteSsm(args) => commands::promote_ssm::run(args, &context)
+            .await
+            .map(Outcome::Ssm),
+        Command::ValidateAmi(args) => commands::validate_ami::run(args, &context)
+            .await
+            .map(Outcome::ValidateAmi),
+        Command::ValidateSsm(args) => commands::validate_ssm::run(args, &context)
+            .await
+            .map(Outcome::ValidateSsm),
     }
 }

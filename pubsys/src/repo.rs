@@ -62,9 +62,7 @@ pub async fn with_aws(keys: Vec<KeySource>, context: &crate::Context) -> Vec<Key
     let (true, Some(base)) = (uses_aws, base) else {
         return keys;
     };
-    let aws = std::sync::Arc::new(
-        crate::aws::factory(context, &base, aws_context::RetrySettings::default()).await,
-    );
+    let aws = crate::aws::factory(context, &base, aws_context::RetrySettings::default()).await;
     keys.into_iter().map(|key| key.with_aws(&aws)).collect()
 }
 

@@ -8,7 +8,7 @@
 //! permission change is in flight its record also has a `pending` entry (see
 //! [`PendingChange`]), which the reference ignores.
 
-use super::error::{self, Result};
+use crate::error::{self, Result};
 use serde::{Deserialize, Serialize};
 use snafu::{OptionExt, ResultExt};
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! EC2 helpers shared by the AMI commands: find by name, wait, permissions.
 
 use super::amis::LaunchPermission;
-use super::error::{self, Result, sdk};
+use crate::error::{self, Result, sdk};
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{Filter, Image, ImageState};

@@ -1,5 +1,6 @@
-//! The AWS commands: `ami`, `publish-ami`, `ssm`, `promote-ssm`, `validate-ami`,
-//! `validate-ssm`.
+//! The AWS service layer under the AWS commands (`ami`, `publish-ami`, `ssm`, `promote-ssm`,
+//! `validate-ami`, `validate-ssm`, in [`crate::commands`]): EC2/EBS/SSM calls, snapshot
+//! upload, the AMI and SSM parameter records, permissions, templates and validation results.
 //!
 //! Every command builds its clients through one [`aws_context::AwsContext`] (profile, role
 //! chain with STS in the base region, `AWS_ENDPOINT_URL`), created from `Infra.toml` and the
@@ -10,124 +11,23 @@
 //! are always written, `publish-ami` merges into `amis.json`, validation exits 3 on problems,
 //! registration properties are configurable and SSM writes are rate-limited.
 
-pub mod ami;
 pub mod amis;
 pub mod ec2;
-pub mod error;
 pub mod params;
 pub mod permissions;
-pub mod promote_ssm;
-pub mod publish_ami;
 pub mod snapshot;
 pub mod ssm;
 pub mod tags;
 pub mod template;
 pub mod validate;
-pub mod validate_ami;
-pub mod validate_ssm;
 
-pub use error::{Error, Result};
+use crate::error::{self, Result};
 
 use crate::Context;
 use crate::config::region::Region;
-use clap::{Args, Subcommand};
+use clap::Args;
 use serde::Serialize;
-use std::fmt;
 use std::time::Duration;
-
-/// The AWS subcommands (flattened into `pubsys`'s command list).
-#[derive(Debug, Subcommand)]
-pub enum AwsCommand {
-    /// Upload a disk image as EBS snapshots, register an AMI and copy it to every region;
-    /// re-runs finish what is missing
-    Ami(ami::AmiArgs),
-    /// Grant or revoke launch permissions on the AMIs of an amis.json (and their snapshots)
-    PublishAmi(publish_ami::PublishAmiArgs),
-    /// Publish SSM parameters rendered from templates for the AMIs of an amis.json
-    Ssm(ssm::SsmArgs),
-    /// Copy SSM parameters from one version name to another (e.g. to `latest`)
-    PromoteSsm(promote_ssm::PromoteSsmArgs),
-    /// Check that the AMIs of an amis.json exist with the expected attributes (exit 3 if not)
-    ValidateAmi(validate_ami::ValidateAmiArgs),
-    /// Check SSM parameters against an ssm-params.json (exit 3 if not)
-    ValidateSsm(validate_ssm::ValidateSsmArgs),
-}
-
-/// What an AWS command produced.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum AwsReport {
-    /// `ami`.
-    Ami(ami::AmiReport),
-    /// `publish-ami`.
-    PublishAmi(publish_ami::PublishAmiReport),
-    /// `ssm` and `promote-ssm`.
-    Ssm(ssm::SsmReport),
-    /// `validate-ami`.
-    ValidateAmi(validate_ami::ValidateAmiReport),
-    /// `validate-ssm`.
-    ValidateSsm(validate_ssm::ValidateSsmReport),
-}
-
-impl AwsReport {
-    /// The exit code: 1 when some region failed, 3 when a validation found problems.
-    pub fn exit_code(&self) -> u8 {
-        let failed = match self {
-            AwsReport::Ami(report) => report.failed(),
-            AwsReport::PublishAmi(report) => report.failed(),
-            AwsReport::Ssm(report) => report.failed(),
-            AwsReport::ValidateAmi(report) => {
-                return if report.has_problems() {
-                    cli_support::exit::VALIDATION_FAILED
-                } else {
-                    cli_support::exit::SUCCESS
-                };
-            }
-            AwsReport::ValidateSsm(report) => {
-                return if report.has_problems() {
-                    cli_support::exit::VALIDATION_FAILED
-                } else {
-                    cli_support::exit::SUCCESS
-                };
-            }
-        };
-        if failed {
-            cli_support::exit::FAILURE
-        } else {
-            cli_support::exit::SUCCESS
-        }
-    }
-}
-
-impl fmt::Display for AwsReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AwsReport::Ami(report) => fmt::Display::fmt(report, f),
-            AwsReport::PublishAmi(report) => fmt::Display::fmt(report, f),
-            AwsReport::Ssm(report) => fmt::Display::fmt(report, f),
-            AwsReport::ValidateAmi(report) => fmt::Display::fmt(report, f),
-            AwsReport::ValidateSsm(report) => fmt::Display::fmt(report, f),
-        }
-    }
-}
-
-/// Run an AWS subcommand.
-pub async fn run(command: &AwsCommand, context: &Context) -> Result<AwsReport> {
-    match command {
-        AwsCommand::Ami(args) => ami::run(args, context).await.map(AwsReport::Ami),
-        AwsCommand::PublishAmi(args) => publish_ami::run(args, context)
-            .await
-            .map(AwsReport::PublishAmi),
-        AwsCommand::Ssm(args) => ssm::run(args, context).await.map(AwsReport::Ssm),
-        AwsCommand::PromoteSsm(args) => promote_ssm::run(args, context).await.map(AwsReport::Ssm),
-        AwsCommand::ValidateAmi(args) => validate_ami::run(args, context)
-            .await
-            .map(AwsReport::ValidateAmi),
-        AwsCommand::ValidateSsm(args) => validate_ssm::run(args, context)
-            .await
-            .map(AwsReport::ValidateSsm),
-    }
-}
 
 /// Flags every AWS command shares.
 #[derive(Debug, Clone, Args)]
@@ -172,7 +72,11 @@ impl AwsArgs {
 }
 
 /// Build the client factory for a run whose base region is `base`.
-pub async fn context(args: &AwsArgs, context: &Context, base: &Region) -> aws_context::AwsContext {
+pub async fn context(
+    args: &AwsArgs,
+    context: &Context,
+    base: &Region,
+) -> std::sync::Arc<aws_context::AwsContext> {
     factory(
         context,
         base.as_str(),
@@ -186,7 +90,23 @@ pub async fn context(args: &AwsArgs, context: &Context, base: &Region) -> aws_co
 
 /// The one client factory of every pubsys command that talks to AWS (the AWS commands, S3
 /// repositories): `Infra.toml`'s profile, global role and per-region roles, STS in `base`.
+///
+/// Built once per process and held by the [`Context`]: the first caller's base region and
+/// retry settings are the ones used (a command runs once per process; `repo --upload` with
+/// AWS keys shares one factory between its keys and its S3 client).
 pub async fn factory(
+    context: &Context,
+    base: &str,
+    retry: aws_context::RetrySettings,
+) -> std::sync::Arc<aws_context::AwsContext> {
+    let made = context
+        .aws
+        .get_or_init(|| async { std::sync::Arc::new(build_factory(context, base, retry).await) })
+        .await;
+    std::sync::Arc::clone(made)
+}
+
+async fn build_factory(
     context: &Context,
     base: &str,
     retry: aws_context::RetrySettings,

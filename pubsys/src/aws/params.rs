@@ -1,6 +1,6 @@
 //! `ssm-params.json`: region → parameter name → value (`pubsys.md` §7.2).
 
-use super::error::{self, Result};
+use crate::error::{self, Result};
 use snafu::ResultExt;
 use std::collections::BTreeMap;
 use std::path::Path;

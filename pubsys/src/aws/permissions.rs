@@ -17,7 +17,7 @@
 
 use super::amis::{Image, LaunchPermission, Operation, PendingChange, Recorder};
 use super::ec2;
-use super::error::{self, Result, sdk};
+use crate::error::{self, Result, sdk};
 use aws_sdk_ec2::types::{OperationType, SnapshotAttributeName};
 use snafu::ResultExt;
 

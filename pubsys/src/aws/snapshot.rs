@@ -8,7 +8,7 @@
 //! snapshot (best effort), so a failed upload leaves nothing behind.
 
 use super::ec2::{WaitSettings, create_tags, tag};
-use super::error::{self, Result, sdk};
+use crate::error::{self, Result, sdk};
 use aws_lc_rs::digest;
 use aws_sdk_ebs::primitives::ByteStream;
 use aws_sdk_ebs::types::{ChecksumAggregationMethod, ChecksumAlgorithm, Status};

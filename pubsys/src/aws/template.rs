@@ -12,7 +12,7 @@
 //! `{{` and `}}` (or `\{`) write literal braces. An unknown variable is an error. Unlike the
 //! reference (TinyTemplate), values are not HTML-escaped: a parameter value is not HTML.
 
-use super::error::{self, Result};
+use crate::error::{self, Result};
 use serde::Deserialize;
 use snafu::ResultExt;
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! What `validate-ami` and `validate-ssm` share: the status of one check, counts per region
 //! and their table, the results-file flags, and checking every region at once.
 
-use super::error::Result;
+use crate::error::Result;
 use clap::{Args, ValueEnum};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};

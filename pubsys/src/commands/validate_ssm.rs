@@ -6,12 +6,12 @@
 //! names the file does not expect. Exit code 3 when anything is Incorrect, Missing,
 //! Unreachable or (when checked) Unexpected.
 
-use super::AwsArgs;
-use super::error::{self, Result, sdk};
-use super::params;
-use super::ssm::get_values;
-use super::validate::{self, Counts, ResultsArgs, Status, table};
 use crate::Context;
+use crate::aws::AwsArgs;
+use crate::aws::params;
+use crate::aws::ssm::get_values;
+use crate::aws::validate::{self, Counts, ResultsArgs, Status, table};
+use crate::error::{self, Result, sdk};
 use clap::Args;
 use serde::Serialize;
 use snafu::{OptionExt, ResultExt};
@@ -117,7 +117,7 @@ pub async fn run(args: &ValidateSsmArgs, context: &Context) -> Result<ValidateSs
         None
     };
     let base = first.parse().map_err(|_| error::Error::NoRegions)?;
-    let aws = super::context(&args.aws, context, &base).await;
+    let aws = crate::aws::context(&args.aws, context, &base).await;
 
     let results = validate::per_region(
         &expected,

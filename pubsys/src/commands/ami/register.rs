@@ -5,9 +5,9 @@ use super::reuse::{Content, content_tags, records};
 use super::{AmiArgs, BootMode, Sriov, VolumeKind};
 use crate::aws::amis::{self, Image};
 use crate::aws::ec2::{self, WaitSettings, image_named, snapshot_ids, tag};
-use crate::aws::error::{self, Result, sdk};
 use crate::aws::snapshot::{self, UploadSettings};
 use crate::aws::tags::{TAG_IMAGE_SIZE, TAG_NAME, TAG_UPLOAD, TAG_VOLUME};
+use crate::error::{self, Result, sdk};
 use aws_context::AwsContext;
 use aws_sdk_ec2::types::{
     ArchitectureValues, BlockDeviceMapping, BootModeValues, EbsBlockDevice, ImdsSupportValues,

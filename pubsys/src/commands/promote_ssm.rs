@@ -8,11 +8,11 @@
 //! same rate limiting, "maybe done" checks and read-back as `ssm` are used. Promotion
 //! overwrites target values (that is its purpose). The output file is merged (new wins).
 
-use super::error::{self, Result};
-use super::params;
-use super::ssm::{self, Desired, SsmReport, TemplateArgs};
-use super::template::{self};
 use crate::Context;
+use crate::aws::params;
+use crate::aws::ssm::{self, Desired, SsmReport, TemplateArgs};
+use crate::aws::template::{self};
+use crate::error::{self, Result};
 use clap::Args;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use snafu::ResultExt;
@@ -73,7 +73,7 @@ pub async fn run(args: &PromoteSsmArgs, context: &Context) -> Result<SsmReport> 
     }
 
     let regions = common.aws.regions(context)?;
-    let aws = super::context(&common.aws, context, &regions[0]).await;
+    let aws = crate::aws::context(&common.aws, context, &regions[0]).await;
     let sources: Vec<String> = pairs.iter().map(|(s, _)| s.clone()).collect();
     let found: Vec<Vec<Desired>> = stream::iter(regions.iter())
         .map(|region| {

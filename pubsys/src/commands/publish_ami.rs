@@ -4,15 +4,15 @@
 //! Snapshots take account IDs and groups; AWS has no organization or OU sharing for
 //! snapshots, so those principals apply to the AMI only (launching through the AMI does not
 //! need snapshot access). Each region's record in `amis.json` is rewritten (atomically) before
-//! and after its change, in the order [`super::permissions`] describes, so a run stopped at
+//! and after its change, in the order [`crate::aws::permissions`] describes, so a run stopped at
 //! any point never shares more than the file records and a re-run finishes the change; other
 //! regions are kept as they are.
-use super::amis::{self, LaunchPermission, Operation, PendingChange, Recorder};
-use super::ec2::{WaitSettings, snapshot_ids, wait_for_image};
-use super::error::{self, Result};
-use super::permissions::{self, Target};
-use super::{AwsArgs, DurationArg};
 use crate::Context;
+use crate::aws::amis::{self, LaunchPermission, Operation, PendingChange, Recorder};
+use crate::aws::ec2::{WaitSettings, snapshot_ids, wait_for_image};
+use crate::aws::permissions::{self, Target};
+use crate::aws::{AwsArgs, DurationArg};
+use crate::error::{self, Result};
 use clap::Args;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
@@ -147,7 +147,7 @@ pub async fn run(args: &PublishAmiArgs, context: &Context) -> Result<PublishAmiR
         requested
     };
     let base = regions[0].parse().map_err(|_| error::Error::NoRegions)?;
-    let aws = super::context(&args.aws, context, &base).await;
+    let aws = crate::aws::context(&args.aws, context, &base).await;
     let change = requested_change(args);
     let wait = WaitSettings {
         timeout: args.wait_timeout.0,

@@ -3,9 +3,9 @@
 
 use super::AmiArgs;
 use crate::aws::ec2::{snapshot_ids, tag};
-use crate::aws::error::{self, Result};
 use crate::aws::snapshot;
 use crate::aws::tags::{TAG_CHECKSUM, TAG_IMAGE_SIZE, TAG_VOLUME, tag_value};
+use crate::error::{self, Result};
 use snafu::ResultExt;
 
 /// Whether a snapshot's tags record exactly `identity` (checksum and size).
@@ -104,7 +104,7 @@ pub(super) async fn check_existing_content(
             .set_snapshot_ids(Some(ids))
             .send()
             .await
-            .map_err(super::error::sdk)
+            .map_err(crate::error::sdk)
             .context(error::CallSnafu {
                 operation: "DescribeSnapshots",
                 region,

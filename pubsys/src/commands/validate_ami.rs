@@ -7,12 +7,12 @@
 //! expected file states them (amis.json does not record them, and they are configurable); a
 //! record with an unfinished permission change (`pending`) is Incorrect.
 
-use super::AwsArgs;
-use super::amis::{Image, is_public};
-use super::ec2;
-use super::error::{self, Result, sdk};
-use super::validate::{self, Counts, ResultsArgs, Status, table};
 use crate::Context;
+use crate::aws::AwsArgs;
+use crate::aws::amis::{Image, is_public};
+use crate::aws::ec2;
+use crate::aws::validate::{self, Counts, ResultsArgs, Status, table};
+use crate::error::{self, Result, sdk};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use snafu::ResultExt;
@@ -121,7 +121,7 @@ pub fn compare(expected: &ImageDef, actual: &ImageDef) -> Status {
 /// Run `pubsys validate-ami`.
 pub async fn run(args: &ValidateAmiArgs, context: &Context) -> Result<ValidateAmiReport> {
     let path = &args.expected_amis_path;
-    let bytes = super::read(path)?;
+    let bytes = crate::aws::read(path)?;
     let file: BTreeMap<String, OneOrMany> =
         serde_json::from_slice(&bytes).context(error::ParseJsonSnafu { path })?;
     let mut expected: BTreeMap<String, Vec<ImageDef>> = file
@@ -139,7 +139,7 @@ pub async fn run(args: &ValidateAmiArgs, context: &Context) -> Result<ValidateAm
         return error::EmptyAmiInputSnafu { path }.fail();
     };
     let base = first.parse().map_err(|_| error::Error::NoRegions)?;
-    let aws = super::context(&args.aws, context, &base).await;
+    let aws = crate::aws::context(&args.aws, context, &base).await;
 
     let results = validate::per_region(
         &expected,

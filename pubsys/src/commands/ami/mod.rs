@@ -17,7 +17,7 @@
 //! `amis.json` is rewritten (atomically) after each region gets an AMI ID and again when it
 //! becomes available, so a crash never loses the record of an AMI that exists. Sharing the
 //! base AMI with the account of a region that publishes from another account goes through
-//! [`super::permissions`], so the base region's record lists that grant too.
+//! [`crate::aws::permissions`], so the base region's record lists that grant too.
 
 mod copy;
 mod register;
@@ -26,11 +26,11 @@ mod reuse;
 use crate::Context;
 use crate::aws::amis::{self, AmisFile, Image, Recorder};
 use crate::aws::ec2::{self, WaitSettings, image_named, snapshot_ids, wait_for_image};
-use crate::aws::error::{self, Result};
 use crate::aws::permissions::Target;
 use crate::aws::snapshot;
 use crate::aws::{Arch, AwsArgs, DurationArg};
 use crate::config::region::Region;
+use crate::error::{self, Result};
 use clap::{Args, ValueEnum};
 use copy::{BaseShare, CopyJob, copy_to};
 use futures::stream::{self, StreamExt};
@@ -322,7 +322,7 @@ fn recorder(path: Option<&Path>, name: &str) -> Result<Recorder> {
 pub async fn run(args: &AmiArgs, context: &Context) -> Result<AmiReport> {
     let regions = args.aws.regions(context)?;
     let base = &regions[0];
-    let aws = super::context(&args.aws, context, base).await;
+    let aws = crate::aws::context(&args.aws, context, base).await;
     let recorder = recorder(args.ami_output.as_deref(), &args.name)?;
     let wait = WaitSettings {
         timeout: args.wait_timeout.0,
