@@ -154,6 +154,17 @@ pub trait Report {
     }
 }
 
+/// A command with nothing to print: `null` with `--json`, no text, exit 0.
+impl Report for () {
+    fn json(&self) -> serde_json::Result<serde_json::Value> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn text(&self) -> Option<String> {
+        None
+    }
+}
+
 /// Which tokio runtime an async command gets (one per process, built by the runner).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runtime {
@@ -282,6 +293,9 @@ mod tests {
         // Nothing to say in text; JSON still answers (null), as scripts expect a document.
         assert_eq!(written(&Found(None), false), (String::new(), 0));
         assert_eq!(written(&Found(None), true), ("null\n".into(), 0));
+        let mut out = Vec::new();
+        assert_eq!(write_report(&(), true, &mut out).unwrap(), 0);
+        assert_eq!(out, b"null\n");
     }
 
     fn args(log_level: Option<&str>, verbose: u8, quiet: u8) -> GlobalArgs {

@@ -52,30 +52,32 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli_support::init_logging(&cli.global);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return cli_support::report_error(e),
-    };
-    match runtime.block_on(run(&cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!("{message}");
-            ExitCode::FAILURE
-        }
+    cli_support::run_async(&cli.global, cli_support::Runtime::CurrentThread, || {
+        run(&cli)
+    })
+}
+
+/// Why a command failed (the suite reads only the exit code; the text goes to stderr).
+#[derive(Debug)]
+struct Failure(String);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
-fn required<'a, T>(value: &'a Option<T>, flag: &str) -> Result<&'a T, String> {
-    value.as_ref().ok_or_else(|| format!("{flag} is required"))
+impl std::error::Error for Failure {}
+
+fn required<'a, T>(value: &'a Option<T>, flag: &str) -> Result<&'a T, Failure> {
+    value
+        .as_ref()
+        .ok_or_else(|| Failure(format!("{flag} is required")))
 }
 
-async fn run(cli: &Cli) -> Result<(), String> {
+async fn run(cli: &Cli) -> Result<(), Failure> {
     let dir = required(&cli.metadata_dir, "--metadata-dir")?;
-    let report = |e: tuf_client::Error| snafu::Report::from_error(e).to_string();
+    let report = |e: tuf_client::Error| Failure(snafu::Report::from_error(e).to_string());
     let limits = tuf_client::Limits {
         max_root_rotations: cli.max_root_rotations,
         ..tuf_client::Limits::default()
