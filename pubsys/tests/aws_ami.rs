@@ -348,6 +348,70 @@ async fn a_rebuilt_image_under_an_old_name_gets_neither_the_old_snapshot_nor_the
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_old_copy_under_the_name_is_not_reused_for_a_rebuilt_image() {
+    // Image A is published to two regions.
+    let world = World::new();
+    let image = world.path("os.img");
+    sparse_image(&image, 8 << 20, &[(1, 0x11)]);
+    let out = world.path("amis.json");
+    let name = "old-copy-test";
+    let args = ami_args_in(
+        &world,
+        image.to_str().unwrap(),
+        out.to_str().unwrap(),
+        name,
+        "us-west-2,us-east-1",
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(world.run(&args).status.success());
+    let aws = world.aws().await;
+    let old_copy = images_named(&aws, "us-east-1", name).await;
+    assert_eq!(old_copy.len(), 1);
+
+    // The operator deregisters the base AMI (as the reuse error says to) and rebuilds the image
+    // under the same name: the base region registers B; the copy of A left in us-east-1 must
+    // not be taken for B's copy.
+    let base = images_named(&aws, "us-west-2", name).await;
+    aws.ec2("us-west-2")
+        .await
+        .unwrap()
+        .deregister_image()
+        .image_id(&base[0])
+        .send()
+        .await
+        .unwrap();
+    sparse_image(&image, 8 << 20, &[(1, 0x22)]);
+    world.proxy.clear_log();
+    let output = world.run(&args);
+    assert_eq!(output.status.code(), Some(1), "a region failed");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        said.contains(&old_copy[0]) && said.contains("made from other images"),
+        "{said}"
+    );
+    assert_eq!(
+        world.sent("RegisterImage"),
+        1,
+        "B is registered in the base region"
+    );
+    assert_eq!(
+        world.sent("CopyImage"),
+        0,
+        "nothing copied over the old name"
+    );
+    let recorded = json(&out);
+    assert_ne!(
+        recorded["us-east-1"]["id"].as_str(),
+        Some(old_copy[0].as_str()),
+        "amis.json does not name A's copy as B's: {recorded}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn publish_ami_grants_revokes_and_merges_and_validate_ami_checks() {
     let world = World::new();
     let image = world.path("os.img");

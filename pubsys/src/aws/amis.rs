@@ -207,6 +207,20 @@ impl Recorder {
             None => Ok(()),
         }
     }
+
+    /// Drop the record of `region` if it names `image_id` (an AMI found not to be this
+    /// publish's), and write the file.
+    pub fn forget(&self, region: &str, image_id: &str) -> Result<()> {
+        let mut amis = self.amis.lock().unwrap_or_else(|e| e.into_inner());
+        if amis.get(region).is_none_or(|image| image.id != image_id) {
+            return Ok(());
+        }
+        amis.remove(region);
+        match &self.path {
+            Some(path) => save(path, &amis),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The image of `region`, or an error naming the file.

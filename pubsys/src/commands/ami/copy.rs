@@ -2,6 +2,7 @@
 //! the region's account when it publishes from another one, awaited and recorded.
 
 use super::register::{account, describe_record, finish_image};
+use super::reuse::{content_tags, record_differs};
 use super::{AmiArgs, RegionOutcome, RegionStatus};
 use crate::aws::amis::{Image, LaunchPermission, Operation, PendingChange, Recorder};
 use crate::aws::ec2::{self, WaitSettings, image_named, tag, wait_for_image};
@@ -81,11 +82,27 @@ pub(super) async fn copy_to(
     };
     let id = match found {
         Some(image) => {
+            let image_id = ec2::image_id(&image, "DescribeImages", region)?.to_owned();
+            // A copy found by name is this publish's only if it records the base's content
+            // (every copy carries the record from its CopyImage on): an older copy left under
+            // the name (say the base AMI was deregistered and rebuilt) is never reused.
+            if let Some(why) = record_differs(&image, content) {
+                // An earlier run's record of it must not stand beside this publish's.
+                recorder.forget(region, &image_id)?;
+                return error::ExistingContentSnafu {
+                    image_id,
+                    name: &args.name,
+                    region,
+                    why,
+                }
+                .fail();
+            }
             outcome.existing = true;
-            ec2::image_id(&image, "DescribeImages", region)?.to_owned()
+            image_id
         }
         None => {
             let mut tags = vec![tag(TAG_NAME, &args.name)];
+            tags.extend(content_tags(content));
             tags.extend(args.tags.iter().map(|t| tag(&t.0, &t.1)));
             let copied = ec2
                 .copy_image()

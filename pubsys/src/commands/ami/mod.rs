@@ -9,7 +9,10 @@
 //!   same name is uploaded anew), and deletes incomplete leftovers.
 //! * An AMI found by name is reused only when its snapshots record exactly this publish's
 //!   images; otherwise the run stops with an error naming it (choose a new name or
-//!   deregister it).
+//!   deregister it). The same holds for a copy found by name in another region: every copy
+//!   records the base's content from its `CopyImage` on, and one that records other content
+//!   (an old copy left after its base AMI was deregistered and the image rebuilt) fails that
+//!   region and is dropped from `amis.json`.
 //! * `RegisterImage`/`CopyImage` answering `InvalidAMIName.Duplicate` (a retried call whose
 //!   first answer was lost) is treated as "maybe done": the AMI is looked up by name.
 //! * `CopyImage` carries a client token derived from the name and region (idempotent on AWS).

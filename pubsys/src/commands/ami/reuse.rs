@@ -49,6 +49,37 @@ pub(super) async fn local_identities(args: &AmiArgs) -> Result<Content> {
     Ok(identities)
 }
 
+/// Whether the content record an AMI carries (`pubsys:VOLUME-checksum`/`-size`, written at
+/// registration and on every copy) names exactly `content`; `Some(why)` when it does not.
+pub(super) fn record_differs(
+    image: &aws_sdk_ec2::types::Image,
+    content: &[(&'static str, snapshot::Identity)],
+) -> Option<String> {
+    let recorded = |volume: &str, what: &str| {
+        tag_value(image.tags(), &format!("pubsys:{volume}-{what}")).map(str::to_owned)
+    };
+    for volume in ["os", "data"] {
+        let mine = content.iter().find(|(v, _)| *v == volume).map(|(_, i)| i);
+        let theirs = (recorded(volume, "checksum"), recorded(volume, "size"));
+        let same = match (mine, &theirs) {
+            (None, (None, None)) => true,
+            (Some(identity), (Some(checksum), Some(size))) => {
+                *checksum == identity.checksum && *size == identity.size.to_string()
+            }
+            _ => false,
+        };
+        if !same {
+            return Some(format!(
+                "it records {volume} checksum {:?} and size {:?}, this publish {:?}",
+                theirs.0,
+                theirs.1,
+                mine.map(|i| (&i.checksum, i.size))
+            ));
+        }
+    }
+    None
+}
+
 /// An AMI found by name may be reused only when its snapshots record exactly the images of
 /// this publish (a rebuilt image under an old name must not get the old AMI).
 pub(super) async fn check_existing_content(
@@ -70,30 +101,11 @@ pub(super) async fn check_existing_content(
     let local = local_identities(args).await?;
     // The AMI's own record (written at registration; moto, unlike EC2, gives a registered
     // AMI copies of the snapshots, so the AMI's tags are what both keep).
-    let recorded = |volume: &str, what: &str| {
-        tag_value(image.tags(), &format!("pubsys:{volume}-{what}")).map(str::to_owned)
-    };
-    if recorded("os", "checksum").is_some() {
-        for volume in ["os", "data"] {
-            let mine = local.iter().find(|(v, _)| *v == volume).map(|(_, i)| i);
-            let theirs = (recorded(volume, "checksum"), recorded(volume, "size"));
-            let same = match (mine, &theirs) {
-                (None, (None, None)) => true,
-                (Some(identity), (Some(checksum), Some(size))) => {
-                    *checksum == identity.checksum && *size == identity.size.to_string()
-                }
-                _ => false,
-            };
-            if !same {
-                return differs(format!(
-                    "it records {volume} checksum {:?} and size {:?}, this publish {:?}",
-                    theirs.0,
-                    theirs.1,
-                    mine.map(|i| (&i.checksum, i.size))
-                ));
-            }
-        }
-        return Ok(local);
+    if tag_value(image.tags(), "pubsys:os-checksum").is_some() {
+        return match record_differs(image, &local) {
+            Some(why) => differs(why),
+            None => Ok(local),
+        };
     }
     // An AMI without that record: what its snapshots record.
     let ids = snapshot_ids(image);
