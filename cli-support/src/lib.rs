@@ -13,11 +13,11 @@
 //!   builds the process's one tokio runtime (async commands), prints the result (text, or one
 //!   JSON document with `--json`) on stdout, prints an error with its whole chain on stderr, and
 //!   turns the outcome into the exit code.
-//! * [`print_json`] / [`report_error`]: the one place where results and errors are printed.
+//!   [`write_report`] is the one place results are written; errors are printed with their
+//!   source chain by the runner.
 #![deny(missing_docs)]
 
 use clap::Args;
-use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -91,26 +91,9 @@ pub fn init_logging(args: &GlobalArgs) {
         .try_init();
 }
 
-/// Print `value` as pretty JSON on stdout, followed by a newline.
-pub fn print_json<T: Serialize>(value: &T) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value).map_err(std::io::Error::other)?;
-    writeln!(out)
-}
-
-/// Print text on stdout (results only).
-pub fn print_text(text: &str) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    if !text.ends_with('\n') {
-        writeln!(out)?;
-    }
-    Ok(())
-}
-
 /// Print an error with its whole source chain on stderr (via `snafu::Report`) and return the
 /// failure exit code.
-pub fn report_error<E: std::error::Error + 'static>(error: E) -> ExitCode {
+fn report_error<E: std::error::Error + 'static>(error: E) -> ExitCode {
     let report = snafu::Report::from_error(error);
     let _ = writeln!(std::io::stderr().lock(), "Error: {report}");
     ExitCode::from(exit::FAILURE)
