@@ -59,42 +59,38 @@ pub enum Outcome {
     ValidateSsm(commands::validate_ssm::ValidateSsmReport),
 }
 
-impl Outcome {
-    /// The report inside, as its text and as the JSON document `--json` prints.
-    fn parts(
-        &self,
-    ) -> (
-        &dyn std::fmt::Display,
-        serde_json::Result<serde_json::Value>,
-    ) {
-        match self {
-            Outcome::Waves(r) => (r, serde_json::to_value(r)),
-            Outcome::Manifest(r) => (r, serde_json::to_value(r)),
-            Outcome::Repo(r) => (r, serde_json::to_value(r)),
-            Outcome::Setup(r) => (r, serde_json::to_value(r)),
-            Outcome::Build(r) => (r, serde_json::to_value(r)),
-            Outcome::ValidateRepo(r) => (r, serde_json::to_value(r)),
-            Outcome::CheckRepoExpirations(r) => (r, serde_json::to_value(r)),
-            Outcome::RefreshRepo(r) => (r, serde_json::to_value(r)),
-            Outcome::UploadRepo(r) => (r, serde_json::to_value(r)),
-            Outcome::Ami(r) => (r, serde_json::to_value(r)),
-            Outcome::PublishAmi(r) => (r, serde_json::to_value(r)),
-            Outcome::Ssm(r) => (r, serde_json::to_value(r)),
-            Outcome::ValidateAmi(r) => (r, serde_json::to_value(r)),
-            Outcome::ValidateSsm(r) => (r, serde_json::to_value(r)),
+/// `$body` with `$r` bound to the report inside `$outcome`, whatever command made it (every
+/// report is `Display` for text and `Serialize` for `--json`).
+macro_rules! with_report {
+    ($outcome:expr, $r:ident => $body:expr) => {
+        match $outcome {
+            Outcome::Waves($r) => $body,
+            Outcome::Manifest($r) => $body,
+            Outcome::Repo($r) => $body,
+            Outcome::Setup($r) => $body,
+            Outcome::Build($r) => $body,
+            Outcome::ValidateRepo($r) => $body,
+            Outcome::CheckRepoExpirations($r) => $body,
+            Outcome::RefreshRepo($r) => $body,
+            Outcome::UploadRepo($r) => $body,
+            Outcome::Ami($r) => $body,
+            Outcome::PublishAmi($r) => $body,
+            Outcome::Ssm($r) => $body,
+            Outcome::ValidateAmi($r) => $body,
+            Outcome::ValidateSsm($r) => $body,
         }
-    }
+    };
 }
 
 /// How the binary prints an outcome and which exit code it means (3 when a validation found
 /// problems).
 impl cli_support::Report for Outcome {
     fn json(&self) -> serde_json::Result<serde_json::Value> {
-        self.parts().1
+        with_report!(self, r => serde_json::to_value(r))
     }
 
     fn text(&self) -> Option<String> {
-        Some(self.parts().0.to_string())
+        Some(with_report!(self, r => r.to_string()))
     }
 
     /// The exit code for this outcome: 3 when a validation found problems, 1 when an AWS

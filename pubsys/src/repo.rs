@@ -12,7 +12,7 @@ use snafu::{OptionExt, ResultExt, ensure};
 use std::path::{Path, PathBuf};
 use tough::{Repository, TargetName};
 use tuftool::keys::{AwsHandle, KeySource};
-use tuftool::repo::{RepoLocation, RoleSchedule, Schedule};
+use tuftool::repo::RepoLocation;
 use update_metadata::Manifest;
 use update_metadata::Offset;
 use url::Url;
@@ -120,22 +120,6 @@ pub async fn signing(flags: SigningFlags<'_>, context: &crate::Context) -> Resul
         start,
         expirations,
     })
-}
-
-impl Signing {
-    /// Every role signed with its expiry in `expirations`, the version one above the current
-    /// one.
-    pub fn schedule_for(expirations: &Expirations) -> Schedule {
-        let at = |expires| RoleSchedule {
-            version: None,
-            expires: Some(expires),
-        };
-        Schedule {
-            targets: at(expirations.targets),
-            snapshot: at(expirations.snapshot),
-            timestamp: at(expirations.timestamp),
-        }
-    }
 }
 
 /// An `Infra.toml` key source as a tuftool key source. A KMS key is used in the region its

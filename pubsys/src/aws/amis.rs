@@ -202,8 +202,13 @@ impl Recorder {
     pub fn record(&self, region: &str, image: Image) -> Result<()> {
         let mut amis = self.amis.lock().unwrap_or_else(|e| e.into_inner());
         amis.insert(region.to_owned(), image);
+        self.write(&amis)
+    }
+
+    /// Write `amis` to the file, if there is one.
+    fn write(&self, amis: &AmisFile) -> Result<()> {
         match &self.path {
-            Some(path) => save(path, &amis),
+            Some(path) => save(path, amis),
             None => Ok(()),
         }
     }
@@ -216,10 +221,7 @@ impl Recorder {
             return Ok(());
         }
         amis.remove(region);
-        match &self.path {
-            Some(path) => save(path, &amis),
-            None => Ok(()),
-        }
+        self.write(&amis)
     }
 }
 

@@ -132,7 +132,7 @@ pub async fn run(args: &RefreshRepoArgs, context: &Context) -> Result<RefreshRep
         context,
     )
     .await?;
-    let schedule = shared::Signing::schedule_for(&expirations);
+    let schedule = expirations.schedule();
 
     let staging = shared::staging(&args.outdir, ".pubsys-refresh-")?;
     let out = staging.path().join("out");

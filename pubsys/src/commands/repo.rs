@@ -465,7 +465,7 @@ pub async fn run(args: &RepoArgs, context: &Context) -> Result<RepoReport> {
             jobs: 4,
             ..Place::default()
         },
-        schedule: shared::Signing::schedule_for(&expirations),
+        schedule: expirations.schedule(),
         outdir: out.clone(),
     };
     let report = match &existing {

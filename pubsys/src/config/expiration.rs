@@ -32,6 +32,21 @@ pub struct Expirations {
     pub timestamp: Timestamp,
 }
 
+impl Expirations {
+    /// Sign every role with its expiry here, each at the version one above its current one.
+    pub fn schedule(&self) -> tuftool::repo::Schedule {
+        let at = |expires| tuftool::repo::RoleSchedule {
+            version: None,
+            expires: Some(expires),
+        };
+        tuftool::repo::Schedule {
+            targets: at(self.targets),
+            snapshot: at(self.snapshot),
+            timestamp: at(self.timestamp),
+        }
+    }
+}
+
 impl RepoExpirationPolicy {
     /// Parse policy text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<RepoExpirationPolicy> {
