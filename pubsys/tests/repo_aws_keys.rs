@@ -7,8 +7,9 @@
 mod repo_common;
 
 use assert_cmd::Command;
-use repo_common::{block_on, s};
+use repo_common::s;
 use std::sync::Arc;
+use test_support::block_on;
 use test_support::{MotoServer, aws_env};
 use tuftool::keys::{KeySource, KeyType};
 use tuftool::root::{RootInit, TopRole};

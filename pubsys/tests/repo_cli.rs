@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use update_metadata::Manifest;
 
 mod repo_common;
-use repo_common::{block_on, build, s, workspace};
+use repo_common::{build, s, workspace};
+use test_support::block_on;
 
 /// Run pubsys; panic with its stderr unless it succeeds. Returns stdout parsed as JSON.
 fn pubsys_ok(args: &[&str]) -> serde_json::Value {

@@ -12,8 +12,9 @@ mod aws_common;
 mod repo_common;
 
 use aws_common::World;
-use repo_common::{block_on, build, s, workspace};
+use repo_common::{build, s, workspace};
 use std::path::{Path, PathBuf};
+use test_support::block_on;
 use test_support::proxy::{Action, Rule};
 use update_metadata::Manifest;
 

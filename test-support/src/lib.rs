@@ -26,6 +26,16 @@ pub mod tls;
 #[cfg(feature = "tuf-repo")]
 pub mod tuf_repo;
 
+/// Run `future` to completion on a new current-thread runtime (for synchronous tests and
+/// fixtures that call async library code).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+        .block_on(future)
+}
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;

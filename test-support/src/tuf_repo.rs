@@ -9,6 +9,7 @@
 //!   chosen version and expiry (including expired or rolled-back metadata, which the release
 //!   tools rightly refuse to sign).
 
+use crate::block_on;
 use jiff::Timestamp;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
@@ -28,14 +29,6 @@ pub struct Keys {
 /// `t` to the whole second (TUF metadata carries whole seconds).
 pub fn whole_seconds(t: Timestamp) -> Timestamp {
     Timestamp::from_second(t.as_second()).expect("a whole second of a valid time is valid")
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread runtime")
-        .block_on(future)
 }
 
 impl Keys {

@@ -13,14 +13,6 @@ pub fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
-
 /// Load a repository with tough (optionally through another transport, e.g. S3) and return
 /// its verified manifest.
 pub async fn load_manifest(

@@ -296,14 +296,6 @@ pub fn lz4(data: &[u8], declare_size: bool) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // TUF repository
 
-pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
-
 pub use test_support::tuf_repo::Keys;
 
 /// The migration every release ships, for the hop from the running version.
