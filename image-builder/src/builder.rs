@@ -94,6 +94,12 @@ struct Builder<'a> {
     progress: &'a dyn Progress,
     env: ToolEnv,
     seed: Seed,
+    /// The seed of what stays the same in every release of the variant: the file systems'
+    /// UUIDs and hash seeds and the verity salt and UUID. Unchanged blocks of a new release
+    /// then keep their bytes (ext4 metadata checksums cover the UUID) and their verity hashes,
+    /// so delta updates fetch only what changed. Nothing finds a file system by its UUID
+    /// (the kernel command line names partitions by PARTUUID).
+    stable: Seed,
     threads: usize,
 }
 
@@ -171,6 +177,12 @@ impl<'a> Builder<'a> {
                 mke2fs_config,
             },
             seed,
+            stable: Seed::from_inputs(&[
+                "identifiers stable across releases",
+                &settings.image_name,
+                &settings.variant,
+                &settings.arch.to_string(),
+            ]),
             threads: settings.thread_count(),
         })
     }
@@ -212,8 +224,8 @@ impl<'a> Builder<'a> {
             &root.path,
             &hash_path,
             VerityParams {
-                salt: &self.seed.derive("verity/salt"),
-                uuid: self.seed.uuid("verity/uuid"),
+                salt: &self.stable.derive("verity/salt"),
+                uuid: self.stable.uuid("verity/uuid"),
                 partition_bytes: hash_part.size_bytes(),
                 threads: self.threads,
             },
@@ -342,8 +354,8 @@ impl<'a> Builder<'a> {
     /// UUID and hash seed of the filesystem `label`.
     fn fs_ids(&self, label: &str) -> (String, String) {
         (
-            uuid_text(&self.seed.uuid(&format!("fs/{label}/uuid"))),
-            uuid_text(&self.seed.uuid(&format!("fs/{label}/hash-seed"))),
+            uuid_text(&self.stable.uuid(&format!("fs/{label}/uuid"))),
+            uuid_text(&self.stable.uuid(&format!("fs/{label}/hash-seed"))),
         )
     }
 

@@ -55,6 +55,13 @@ pub enum Error {
         source: Box<tuftool::Error>,
     },
 
+    /// Building the delta index and store failed.
+    #[snafu(display("Failed to build the delta index and store"))]
+    Delta {
+        /// The delta crate's error.
+        source: delta::Error,
+    },
+
     /// Probing a repository location failed for a reason other than "not found".
     #[snafu(display("Failed to check for a repository at {url}"))]
     ProbeRepo {

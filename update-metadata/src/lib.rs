@@ -23,7 +23,7 @@ pub mod time;
 pub mod waves;
 
 pub use error::{Error, Result};
-pub use manifest::{Images, Manifest, NewUpdate, Update};
+pub use manifest::{Delta, Images, Manifest, NewUpdate, Update};
 pub use migrations::{MigrationKey, Migrations, Release};
 pub use select::{Arch, Host, Policy, VersionLock, parse_version};
 pub use waves::{Eligibility, Offset, Seed, WaveSchedule, WaveSpec, Waves};

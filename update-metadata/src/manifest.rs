@@ -45,6 +45,11 @@ pub struct Update {
     pub waves: Waves,
     /// TUF target names of the partition images.
     pub images: Images,
+    /// TUF target names of the delta index and store (see the `delta` crate), when the
+    /// publisher made them. Hosts that do not know the field (the reference updog ignores
+    /// unknown fields) use the full images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<Delta>,
     /// Fields this version does not know (e.g. the legacy `status`), kept for the round trip.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -64,6 +69,18 @@ pub struct Images {
     pub extra: Map<String, Value>,
 }
 
+/// TUF target names of an update's delta index and store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    /// The index (signed like every target): a hash per block, a SHA-256 per image.
+    pub index: String,
+    /// The store, read by byte ranges; every piece is checked against the index.
+    pub store: String,
+    /// Fields this version does not know, kept for the round trip.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
 /// What a publisher gives to add (or replace) an update.
 #[derive(Debug, Clone)]
 pub struct NewUpdate {
@@ -75,6 +92,8 @@ pub struct NewUpdate {
     pub version: Version,
     /// The images' TUF target names.
     pub images: Images,
+    /// The delta index and store, if made.
+    pub delta: Option<Delta>,
     /// Explicit ceiling for the (variant, arch) group; `None` keeps the group's highest
     /// ceiling, raised to `version` if needed.
     pub max_version: Option<Version>,
@@ -141,6 +160,7 @@ impl Manifest {
             arch,
             version,
             images,
+            delta,
             max_version,
         } = new;
         let ceiling = max_version.unwrap_or_else(|| {
@@ -157,7 +177,10 @@ impl Manifest {
             .iter_mut()
             .find(|u| u.is(&variant, &arch, &version))
         {
-            Some(existing) => existing.images = images,
+            Some(existing) => {
+                existing.images = images;
+                existing.delta = delta;
+            }
             None => self.updates.push(Update {
                 variant: variant.clone(),
                 arch: arch.clone(),
@@ -165,6 +188,7 @@ impl Manifest {
                 max_version: ceiling.clone(),
                 waves: Waves::default(),
                 images,
+                delta,
                 extra: Map::new(),
             }),
         }

@@ -26,6 +26,7 @@ fn new(variant: &str, arch: &str, version: &str, max: Option<&str>) -> NewUpdate
         arch: arch.into(),
         version: v(version),
         images: images(version),
+        delta: None,
         max_version: max.map(v),
     }
 }

@@ -300,6 +300,36 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// The delta path failed (the caller falls back to the full image).
+    #[snafu(display("Delta update of {image} failed"))]
+    Delta {
+        /// `root`, `boot`, `hash` or `index`.
+        image: String,
+        /// The delta crate's error.
+        source: delta::Error,
+    },
+    /// The delta index does not fit the update.
+    #[snafu(display("The delta index cannot be used: {why}"))]
+    DeltaMismatch {
+        /// Why.
+        why: String,
+    },
+    /// Fetching a range of the delta store failed.
+    #[snafu(display("Failed to fetch from the delta store {url}"))]
+    FetchStore {
+        /// The store's URL.
+        url: String,
+        /// The transport's error.
+        source: Box<tuf_client::TransportError>,
+    },
+    /// A partition could not be read (as a delta seed).
+    #[snafu(display("Failed to read partition {}", path.display()))]
+    ReadPartition {
+        /// The file or device.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// A partition could not be opened.
     #[snafu(display("Failed to open partition {number} ({}) for writing", path.display()))]
     OpenPartition {
@@ -342,3 +372,15 @@ pub enum Error {
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `error` and its causes, one line (for warnings about a fallback).
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

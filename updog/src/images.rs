@@ -78,22 +78,13 @@ struct PartitionWriter {
 
 impl PartitionWriter {
     fn open(target: &PartitionTarget) -> io::Result<PartitionWriter> {
-        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-        // A block device is opened exclusively (O_EXCL): the kernel refuses (EBUSY) one that is
-        // mounted or held, e.g. by the running root's dm-verity, so a wrong guess of the
-        // inactive set can never overwrite the running one.
-        let exclusive = std::fs::metadata(&target.path)?
-            .file_type()
-            .is_block_device();
-        let excl = if exclusive {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = open_partition(target)?;
+        let excl = if is_block_device(&target.path)? {
             rustix::fs::OFlags::EXCL.bits().cast_signed()
         } else {
             0
         };
-        let file = OpenOptions::new()
-            .write(true)
-            .custom_flags(excl)
-            .open(&target.path)?;
         let direct = OpenOptions::new()
             .write(true)
             .custom_flags(rustix::fs::OFlags::DIRECT.bits().cast_signed() | excl)
@@ -132,6 +123,29 @@ impl PartitionWriter {
     fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
+}
+
+fn is_block_device(path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::FileTypeExt;
+    Ok(std::fs::metadata(path)?.file_type().is_block_device())
+}
+
+/// Open a partition's file or device for reading and writing. A block device is opened
+/// exclusively (O_EXCL): the kernel refuses (EBUSY) one that is mounted or held, e.g. by the
+/// running root's dm-verity, so a wrong guess of the inactive set can never overwrite the
+/// running one.
+pub fn open_partition(target: &PartitionTarget) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let excl = if is_block_device(&target.path)? {
+        rustix::fs::OFlags::EXCL.bits().cast_signed()
+    } else {
+        0
+    };
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(excl)
+        .open(&target.path)
 }
 
 /// A write buffer whose usable part starts at a [`DIRECT_ALIGN`] boundary (allocated with
@@ -350,6 +364,8 @@ pub struct ImageReport {
     pub downloaded: u64,
     /// Decompressed bytes written.
     pub written: u64,
+    /// How it was written: `full` (the whole image downloaded) or `delta`.
+    pub via: &'static str,
 }
 
 /// The decompressed size declared by the image's LZ4 header, read from the start of the
@@ -457,6 +473,7 @@ pub async fn write_image(
         partition: partition.number,
         downloaded,
         written,
+        via: "full",
     })
 }
 

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod defaults;
+pub mod delta;
 pub mod error;
 pub mod images;
 pub mod lock;

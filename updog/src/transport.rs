@@ -104,6 +104,68 @@ impl UpdogTransport {
     }
 }
 
+impl UpdogTransport {
+    fn download(&self, url: &Url, offset: u64, end: Option<u64>) -> Download {
+        Download {
+            client: self.client.clone(),
+            url: self.with_params(url),
+            idle: self.settings.idle_timeout,
+            max_retries: self.settings.max_retries,
+            throughput: self.settings.throughput,
+            waited: Duration::ZERO,
+            offset,
+            end,
+            discard: 0,
+            total: None,
+            response: None,
+            failures: 0,
+        }
+    }
+
+    /// Bytes `offset..offset + len` of `url`, with one `Range` request (retried and resumed
+    /// like every transfer). A server that ignores `Range` is read from the start and the
+    /// bytes before `offset` are skipped. The caller verifies the bytes.
+    pub async fn fetch_range(
+        &self,
+        url: &Url,
+        offset: u64,
+        len: u64,
+    ) -> std::result::Result<Vec<u8>, TransportError> {
+        if url.scheme() == "file" {
+            let path = url
+                .to_file_path()
+                .map_err(|()| TransportError::BadFileUrl {
+                    url: url.to_string(),
+                })?;
+            let read = tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::FileExt;
+                let file = std::fs::File::open(&path)?;
+                let mut buf = vec![0_u8; usize::try_from(len).unwrap_or(usize::MAX)];
+                file.read_exact_at(&mut buf, offset)?;
+                Ok::<_, std::io::Error>(buf)
+            })
+            .await;
+            return match read {
+                Ok(Ok(bytes)) => Ok(bytes),
+                Ok(Err(e)) => Err(TransportError::Request {
+                    url: url.to_string(),
+                    source: Box::new(e),
+                }),
+                Err(e) => Err(TransportError::Request {
+                    url: url.to_string(),
+                    source: Box::new(e),
+                }),
+            };
+        }
+        let mut download = self.download(url, offset, Some(offset + len));
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        while let Some(chunk) = download.next_chunk().await? {
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+}
+
 #[async_trait]
 impl Transport for UpdogTransport {
     async fn fetch(&self, url: &Url) -> std::result::Result<ByteStream, TransportError> {
@@ -115,19 +177,7 @@ impl Transport for UpdogTransport {
                     .await
             }
             "http" | "https" => {
-                let mut download = Download {
-                    client: self.client.clone(),
-                    url: self.with_params(url),
-                    idle: self.settings.idle_timeout,
-                    max_retries: self.settings.max_retries,
-                    throughput: self.settings.throughput,
-                    waited: Duration::ZERO,
-                    offset: 0,
-                    discard: 0,
-                    total: None,
-                    response: None,
-                    failures: 0,
-                };
+                let mut download = self.download(url, 0, None);
                 // Open eagerly so that "not found" is reported by fetch itself.
                 download.open().await?;
                 let (sender, receiver) = tokio::sync::mpsc::channel(CHANNEL_CHUNKS);
@@ -165,6 +215,8 @@ struct Download {
     waited: Duration,
     /// Bytes delivered so far.
     offset: u64,
+    /// Where to stop (exclusive), for a range request.
+    end: Option<u64>,
     /// Bytes of the current response to skip (a server that ignored `Range`).
     discard: u64,
     /// Full length, when the server said.
@@ -244,7 +296,13 @@ impl Download {
     async fn open(&mut self) -> std::result::Result<(), TransportError> {
         loop {
             let mut request = self.client.get(self.url.clone());
-            if self.offset > 0 {
+            if let Some(end) = self.end {
+                let last = end.saturating_sub(1);
+                request = request.header(
+                    reqwest::header::RANGE,
+                    format!("bytes={}-{last}", self.offset),
+                );
+            } else if self.offset > 0 {
                 request = request.header(reqwest::header::RANGE, format!("bytes={}-", self.offset));
             }
             let (limit, budget) = self.next_wait();
@@ -259,7 +317,7 @@ impl Download {
                     continue;
                 }
                 Ok(Err(e)) => {
-                    self.failed(error_chain(&e)).await?;
+                    self.failed(crate::error::chain(&e)).await?;
                     continue;
                 }
                 Ok(Ok(response)) => response,
@@ -272,7 +330,7 @@ impl Download {
                         reason: format!("server answered {status}"),
                     });
                 }
-                206 if self.offset > 0 => {
+                206 if self.offset > 0 || self.end.is_some() => {
                     let start = content_range(&response);
                     if start.map(|(s, _)| s) != Some(self.offset) {
                         self.failed(format!(
@@ -315,6 +373,9 @@ impl Download {
     /// The next chunk of the file, reconnecting as needed; `None` at the end.
     async fn next_chunk(&mut self) -> std::result::Result<Option<Bytes>, TransportError> {
         loop {
+            if self.end.is_some_and(|end| self.offset >= end) {
+                return Ok(None);
+            }
             let (limit, budget) = self.next_wait();
             let Some(response) = self.response.as_mut() else {
                 self.open().await?;
@@ -326,8 +387,8 @@ impl Download {
                     let why = format!("no data for {} s (idle timeout)", self.idle.as_secs_f64());
                     self.failed(why).await?;
                 }
-                Ok(Err(e)) => self.failed(error_chain(&e)).await?,
-                Ok(Ok(None)) => match self.total {
+                Ok(Err(e)) => self.failed(crate::error::chain(&e)).await?,
+                Ok(Ok(None)) => match self.end.or(self.total) {
                     Some(total) if self.offset < total => {
                         let why =
                             format!("connection closed after {} of {total} bytes", self.offset);
@@ -341,6 +402,11 @@ impl Download {
                         // skip <= bytes.len(), so the conversion and the slice are in range.
                         bytes = bytes.slice(usize::try_from(skip).unwrap_or(bytes.len())..);
                         self.discard -= skip;
+                    }
+                    if let Some(end) = self.end {
+                        // A server that sent more than asked for: keep what was asked.
+                        let room = usize::try_from(end - self.offset).unwrap_or(usize::MAX);
+                        bytes.truncate(room);
                     }
                     if !bytes.is_empty() {
                         self.offset += bytes.len() as u64;
@@ -402,18 +468,6 @@ fn content_range(response: &reqwest::Response) -> Option<(u64, Option<u64>)> {
     let (range, total) = rest.split_once('/')?;
     let (start, _) = range.split_once('-')?;
     Some((start.trim().parse().ok()?, total.trim().parse().ok()))
-}
-
-/// An error and its causes on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -238,6 +238,8 @@ pub fn run(command: &ManifestCommand, now: Timestamp) -> Result<ManifestReport> 
                     hash: args.hash_image.clone(),
                     extra: Default::default(),
                 },
+                // New images: a delta made for the old ones no longer applies.
+                delta: None,
                 max_version: args.max_version.clone(),
             });
             let verb = if replaced { "replaced" } else { "added" };

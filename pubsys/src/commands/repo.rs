@@ -107,6 +107,10 @@ pub struct RepoArgs {
     /// upload can be finished with `pubsys upload-repo`
     #[arg(long, value_name = "S3_URL")]
     pub upload: Option<Url>,
+
+    /// Do not publish the delta index and store (hosts then always download the full images)
+    #[arg(long)]
+    pub no_delta: bool,
 }
 
 /// What `pubsys repo` did.
@@ -338,6 +342,51 @@ fn stage(input_dir: &Path, source: &Path) -> Result<String> {
     Ok(name)
 }
 
+/// Build the delta index and store of the staged images into `input_dir` (see the `delta`
+/// crate), on a blocking thread: it reads and compresses the whole of every image.
+async fn make_delta(input_dir: &Path, images: &Images) -> Result<update_metadata::Delta> {
+    let (index, store) = delta::target_names(&images.root);
+    let paths = [
+        ("root", input_dir.join(&images.root)),
+        ("boot", input_dir.join(&images.boot)),
+        ("hash", input_dir.join(&images.hash)),
+    ];
+    for name in [&index, &store] {
+        ensure!(
+            !input_dir.join(name).exists(),
+            error::DuplicateTargetNameSnafu { name: name.clone() }
+        );
+    }
+    let index_path = input_dir.join(&index);
+    let store_path = input_dir.join(&store);
+    let started = std::time::Instant::now();
+    let built = tokio::task::spawn_blocking(move || {
+        let images: Vec<(&str, &Path)> = paths.iter().map(|(r, p)| (*r, p.as_path())).collect();
+        delta::build_files(
+            &images,
+            &index_path,
+            &store_path,
+            delta::BuildOptions::default(),
+        )
+    })
+    .await
+    .context(error::JoinSnafu)?
+    .context(error::DeltaSnafu)?;
+    tracing::info!(
+        index = %index,
+        store = %store,
+        store_bytes = built.index.store_len,
+        stored_blocks = built.stored_blocks,
+        seconds = started.elapsed().as_secs_f64(),
+        "delta index and store built"
+    );
+    Ok(update_metadata::Delta {
+        index,
+        store,
+        extra: Default::default(),
+    })
+}
+
 /// Run `pubsys repo`.
 pub async fn run(args: &RepoArgs, context: &Context) -> Result<RepoReport> {
     let release = inputs(args)?;
@@ -422,6 +471,15 @@ pub async fn run(args: &RepoArgs, context: &Context) -> Result<RepoReport> {
         images.root.clone(),
         images.hash.clone(),
     ];
+    // The delta index and store, beside the full images.
+    let delta = if args.no_delta {
+        None
+    } else {
+        let delta = make_delta(&input_dir, &images).await?;
+        targets.push(delta.index.clone());
+        targets.push(delta.store.clone());
+        Some(delta)
+    };
     for extra in args.link_target.iter().chain(&args.copy_target) {
         targets.push(stage(&input_dir, extra)?);
     }
@@ -442,6 +500,7 @@ pub async fn run(args: &RepoArgs, context: &Context) -> Result<RepoReport> {
         arch: arch.to_owned(),
         version: release.version.clone(),
         images,
+        delta,
         max_version: None,
     });
     if let Some(release_config) = &migrations {

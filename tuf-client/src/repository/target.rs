@@ -246,6 +246,12 @@ impl Repository {
         Ok(stream)
     }
 
+    /// The URL target `info` is served at (for byte-range reads of a target whose pieces are
+    /// verified by other signed data, e.g. a delta store).
+    pub fn target_url(&self, info: &TargetInfo) -> Result<Url> {
+        target_url(&self.targets_base_url, info, self.consistent_snapshot())
+    }
+
     /// Find target `name` and start fetching it, verified. Not listed: [`error::Error::TargetNotFound`].
     pub async fn fetch_target_by_name(&self, name: &str) -> Result<TargetStream> {
         let info = self

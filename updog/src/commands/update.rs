@@ -8,15 +8,20 @@
 //! 5. **GPT write 1**: clear the inactive set's flags (priority, tries, successful = 0) and
 //!    persist them. From here on a failure leaves the inactive set unbootable and the running
 //!    set untouched.
-//! 6. Stream `root`, `boot`, `hash` from TUF through the LZ4 decoder into the inactive
-//!    partitions (bounded by the partition's end), each synced; every byte is verified (the
-//!    length while streaming, every listed hash at the end of each stream).
+//! 6. Write `root`, `boot`, `hash` into the inactive partitions, each synced and verified:
+//!    by the delta path when the update has a delta (copy what the running set and the
+//!    inactive set already hold, fetch the rest from the store, every fetched block checked
+//!    against the signed index, the whole image against its signed SHA-256), else, or when
+//!    the delta path fails for an image, by streaming the full image from TUF through the LZ4
+//!    decoder (bounded by the partition's end; the length checked while streaming, every
+//!    listed hash at the end).
 //! 7. Record the written version's migration files (`.staged-update.json`) so later runs
 //!    keep them until the host runs it. **GPT write 2** (one write): re-read the table, check the inactive set is still cleared,
 //!    mark it valid (tries = 1) and, for `update`, flip the priorities (`upgrade_to_inactive`).
 //! 8. `--reboot`: `shutdown -r now`.
 use crate::Outcome;
 use crate::cli::SelectArgs;
+use crate::delta as delta_path;
 use crate::error::{self, Result};
 use crate::images::{self, ImageReport, PartitionTarget};
 use crate::migrations;
@@ -95,22 +100,7 @@ pub async fn run(
     // 2. The disk: which set to write, and where its partitions are.
     let source = disk.source;
     let timeout = disk.lock_timeout;
-    let (active, targets) = {
-        let source = source.clone();
-        blocking(move || {
-            let state = State::load_with_timeout(&source, Access::Read, timeout)
-                .context(error::DiskSnafu)?;
-            let active = state.active().context(error::DiskSnafu)?;
-            let set = state.layout().set(active.other());
-            let disk = state.disk_path().to_owned();
-            let targets = [set.root, set.boot, set.hash]
-                .into_iter()
-                .map(|n| images::partition_target(&state, &disk, n))
-                .collect::<Result<Vec<_>>>()?;
-            Ok((active, targets))
-        })
-        .await?
-    };
+    let (active, targets, running) = partitions(&source, timeout).await?;
     let inactive = active.other();
     progress.event(Event::Selected {
         version: &update.version.to_string(),
@@ -130,9 +120,26 @@ pub async fn run(
     let (needed, cache) = migrations::cache_for(&session, &update.version).await?;
     session.transport.set_param("migrations", &needed.join(","));
 
-    // 4. Declared sizes against the partitions, before any write.
+    // The delta index, if the update has one and it can be used.
+    let delta = match &update.delta {
+        Some(names) => match delta_path::load(&session, names).await {
+            Ok(loaded) => Some(loaded),
+            Err(e) => {
+                tracing::warn!(error = %error::chain(&e), "the delta index cannot be used; downloading the full images");
+                None
+            }
+        },
+        None => None,
+    };
+
+    // 4. Image sizes (from the signed index, else as declared in the LZ4 headers) against the
+    //    partitions, before any write.
     for ((image, name), target) in IMAGES.iter().zip(&names).zip(&targets) {
-        if let Some(size) = images::declared_size(&session.repo, name).await? {
+        let size = match delta.as_ref().and_then(|d| d.index.image(image)) {
+            Some(indexed) => Some(indexed.size),
+            None => images::declared_size(&session.repo, name).await?,
+        };
+        if let Some(size) = size {
             ensure!(
                 size <= target.capacity,
                 error::ImageTooLargeSnafu {
@@ -162,10 +169,30 @@ pub async fn run(
         .await?;
     }
 
-    // 6. The images.
+    // 6. The images: by the delta path when there is one, else (or when it fails) in full.
     let mut reports = Vec::new();
-    for ((image, name), target) in IMAGES.iter().zip(&names).zip(&targets) {
-        reports.push(write_one(&session, image, name, target, progress).await?);
+    for (i, ((image, name), target)) in IMAGES.iter().zip(&names).zip(&targets).enumerate() {
+        // Seeds: the running set first, then the inactive set's other partitions (not yet
+        // overwritten when this image is written).
+        let mut seeds = running.clone();
+        seeds.extend(targets.iter().skip(i + 1).cloned());
+        let report = match &delta {
+            Some(loaded) => {
+                match delta_path::write_image(
+                    &session, loaded, image, name, target, &seeds, progress,
+                )
+                .await
+                {
+                    Ok(report) => report,
+                    Err(e) => {
+                        tracing::warn!(image, error = %error::chain(&e), "the delta path failed; downloading the full image");
+                        write_one(&session, image, name, target, progress).await?
+                    }
+                }
+            }
+            None => write_one(&session, image, name, target, progress).await?,
+        };
+        reports.push(report);
     }
 
     // The written set needs these migrations until the host runs it: recorded before it can
@@ -204,6 +231,29 @@ async fn write_one(
     progress: &Progress,
 ) -> Result<ImageReport> {
     images::write_image(&session.repo, image, name, target, progress).await
+}
+
+/// The running set, the inactive set's partitions (root, boot, hash) and the running set's.
+pub async fn partitions(
+    source: &DiskSource,
+    timeout: Duration,
+) -> Result<(SetId, Vec<PartitionTarget>, Vec<PartitionTarget>)> {
+    let source = source.clone();
+    blocking(move || {
+        let state =
+            State::load_with_timeout(&source, Access::Read, timeout).context(error::DiskSnafu)?;
+        let active = state.active().context(error::DiskSnafu)?;
+        let disk = state.disk_path().to_owned();
+        let of = |id: SetId| {
+            let set = state.layout().set(id);
+            [set.root, set.boot, set.hash]
+                .into_iter()
+                .map(|n| images::partition_target(&state, &disk, n))
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok((active, of(active.other())?, of(active)?))
+    })
+    .await
 }
 
 /// The running set must be the one the update was planned for.

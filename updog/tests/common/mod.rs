@@ -200,19 +200,25 @@ fn serve(stream: TcpStream, state: &Mutex<ServerState>) -> std::io::Result<()> {
             continue;
         };
         let total = data.len() as u64;
-        let start = range
+        // `bytes=S-` or `bytes=S-E` (one range).
+        let bounds = range
             .as_deref()
             .and_then(|r| r.strip_prefix("bytes="))
-            .and_then(|r| r.strip_suffix('-'))
-            .and_then(|r| r.parse::<u64>().ok())
-            .filter(|s| *s < total);
-        let (status, body) = match start {
-            Some(s) => (
-                format!(
-                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {s}-{}/{total}\r\n",
-                    total - 1
-                ),
-                &data[s as usize..],
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(s, e)| {
+                let s = s.parse::<u64>().ok()?;
+                let e = if e.is_empty() {
+                    total.saturating_sub(1)
+                } else {
+                    e.parse::<u64>().ok()?.min(total.saturating_sub(1))
+                };
+                (s < total && s <= e).then_some((s, e))
+            });
+        let start = bounds.map(|(s, _)| s);
+        let (status, body) = match bounds {
+            Some((s, e)) => (
+                format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {s}-{e}/{total}\r\n"),
+                &data[s as usize..=e as usize],
             ),
             None => ("HTTP/1.1 200 OK\r\n".to_owned(), &data[..]),
         };
@@ -341,6 +347,26 @@ fn publish(
     for name in [&root, &boot, &hash, &MIGRATION.to_owned()] {
         fs::hard_link(inputs.join(name), staged.join(name)).unwrap();
     }
+    // The delta index and store, as `pubsys repo` makes them, when the release has them.
+    let delta = release.delta.then(|| {
+        let (index, store) = delta::target_names(&root);
+        delta::build_files(
+            &[
+                ("root", &staged.join(&root)),
+                ("boot", &staged.join(&boot)),
+                ("hash", &staged.join(&hash)),
+            ],
+            &staged.join(&index),
+            &staged.join(&store),
+            delta::BuildOptions::default(),
+        )
+        .unwrap();
+        update_metadata::Delta {
+            index,
+            store,
+            extra: Default::default(),
+        }
+    });
     let version: semver::Version = release.version.parse().unwrap();
     let arch = std::env::consts::ARCH;
     let mut manifest = Manifest::default();
@@ -354,6 +380,7 @@ fn publish(
             hash,
             extra: Default::default(),
         },
+        delta,
         max_version: None,
     });
     let release_toml = format!(
@@ -563,6 +590,8 @@ pub struct Release {
     pub root: Vec<u8>,
     pub boot: Vec<u8>,
     pub hash: Vec<u8>,
+    /// Whether the repository also gets the delta index and store.
+    pub delta: bool,
 }
 
 impl Release {
@@ -572,6 +601,7 @@ impl Release {
             root: mixed_data(3 << 20, seed),
             boot: mixed_data(1 << 20, seed + 1),
             hash: mixed_data(100 << 10, seed + 2),
+            delta: false,
         }
     }
 

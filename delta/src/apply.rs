@@ -1,0 +1,448 @@
+//! The host side: plan what to copy from the host's own partitions and what to fetch, write
+//! it into the inactive partition, and check the result against the signed index.
+//!
+//! 1. [`Plan::new`] reads the destination partition (the inactive set's) over the image's
+//!    length: blocks already right are done (a re-run after a kill or a reboot keeps them).
+//!    Then it reads the seed partitions (the running set's, read-only; then the destination's
+//!    blocks that are already right) and finds every other block of the new image there by
+//!    its hash. What is found nowhere is missing, and fetched.
+//! 2. [`Plan::copy_seeded`] copies the found blocks, checking each one's hash as read (a seed
+//!    that changed or lied becomes missing), and writes the zero blocks.
+//! 3. [`Plan::ranges`] lists the store byte ranges that hold the missing blocks, neighbours
+//!    coalesced into one request; [`Plan::apply`] checks each fetched block against its hash
+//!    in the index before it is written.
+//! 4. [`Plan::finish`] syncs the partition and reads the image back: its SHA-256 must be the
+//!    index's, or the image is refused.
+use crate::error::{self, Result};
+use crate::index::{BLOCK_SIZE, ImageIndex, block_hash};
+use aws_lc_rs::digest::{Context, SHA256};
+use snafu::{ResultExt, ensure};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+/// Bytes read or written per system call.
+const IO_CHUNK: usize = 1 << 20;
+/// Blocks per I/O call.
+const IO_BLOCKS: usize = IO_CHUNK / BLOCK_SIZE;
+/// Source number of the destination itself (its blocks that are already right).
+const FROM_DEST: u16 = u16::MAX;
+
+/// A byte range of a file or block device: a partition.
+#[derive(Debug, Clone, Copy)]
+pub struct Extent<'a> {
+    /// The open file or device.
+    pub file: &'a File,
+    /// Offset of the partition in it.
+    pub offset: u64,
+    /// Bytes of it to use.
+    pub len: u64,
+}
+
+/// A seed: a partition that may hold blocks of the new image.
+#[derive(Debug, Clone)]
+pub struct Seed<'a> {
+    /// Where it is.
+    pub extent: Extent<'a>,
+    /// Its name, for logs.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Block {
+    /// Holds the right bytes.
+    Done,
+    /// Zeros, to write.
+    Zero,
+    /// Found in a seed: source number and block there.
+    Copy { source: u16, block: u32 },
+    /// To fetch.
+    Missing,
+}
+
+/// A byte range of the store to fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreRange {
+    /// First byte.
+    pub offset: u64,
+    /// Length.
+    pub len: u64,
+}
+
+/// What a plan found and did, in blocks and bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Blocks of the image.
+    pub blocks: u64,
+    /// Blocks that already held the right bytes.
+    pub already_there: u64,
+    /// Blocks of zeros written.
+    pub zeros: u64,
+    /// Blocks copied from a seed.
+    pub copied: u64,
+    /// Blocks written from fetched frames.
+    pub fetched_blocks: u64,
+    /// Seed blocks whose bytes did not match when copied (then fetched).
+    pub bad_seed_blocks: u64,
+    /// Blocks found nowhere on the host when planned (fetched).
+    pub missing: u64,
+}
+
+/// The plan for writing one image.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    image: &'a ImageIndex,
+    dest: Extent<'a>,
+    seeds: Vec<Seed<'a>>,
+    blocks: Vec<Block>,
+    stats: Stats,
+}
+
+impl<'a> Plan<'a> {
+    /// Read the destination and the seeds, and decide for every block where it comes from.
+    pub fn new(image: &'a ImageIndex, dest: Extent<'a>, seeds: Vec<Seed<'a>>) -> Result<Plan<'a>> {
+        ensure!(
+            image.size <= dest.len,
+            error::TooLargeSnafu {
+                image: &image.role,
+                size: image.size,
+                capacity: dest.len,
+            }
+        );
+        let zero = block_hash(&[0_u8; BLOCK_SIZE]);
+        let n = image.blocks.len();
+        let mut blocks = vec![Block::Missing; n];
+        // 1. The destination: what is already right stays (and can seed other blocks).
+        let mut dest_ready: Vec<(u64, u32)> = Vec::new();
+        let mut at = 0_usize;
+        for_each_block(dest, image.size, "the destination partition", |hash| {
+            if hash == image.blocks[at] {
+                blocks[at] = Block::Done;
+                if hash != zero {
+                    dest_ready.push((hash, at as u32));
+                }
+            } else if image.blocks[at] == zero {
+                blocks[at] = Block::Zero;
+            }
+            at += 1;
+        })?;
+        // 2. What is still needed, by hash.
+        let mut needed: Vec<(u64, u32)> = (0..n)
+            .filter(|&i| blocks[i] == Block::Missing)
+            .map(|i| (image.blocks[i], i as u32))
+            .collect();
+        needed.sort_unstable();
+        let mut unresolved = needed.len();
+        // 3. The seeds, in order of preference, then the destination's ready blocks.
+        for (number, seed) in seeds.iter().enumerate() {
+            if unresolved == 0 {
+                break;
+            }
+            let mut j = 0_u32;
+            let source = u16::try_from(number).unwrap_or(FROM_DEST - 1);
+            for_each_block(seed.extent, seed.extent.len, &seed.name, |hash| {
+                if hash != zero {
+                    resolve(&needed, &mut blocks, &mut unresolved, hash, source, j);
+                }
+                j += 1;
+            })?;
+        }
+        for (hash, j) in dest_ready {
+            if unresolved == 0 {
+                break;
+            }
+            resolve(&needed, &mut blocks, &mut unresolved, hash, FROM_DEST, j);
+        }
+        let mut stats = Stats {
+            blocks: n as u64,
+            ..Stats::default()
+        };
+        stats.already_there = blocks.iter().filter(|b| **b == Block::Done).count() as u64;
+        stats.missing = unresolved as u64;
+        Ok(Plan {
+            image,
+            dest,
+            seeds,
+            blocks,
+            stats,
+        })
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Copy every block found in a seed (checking each as read) and write the zero blocks.
+    pub fn copy_seeded(&mut self) -> Result<()> {
+        let n = self.blocks.len();
+        let mut i = 0;
+        let mut buf = vec![0_u8; IO_CHUNK];
+        while i < n {
+            match self.blocks[i] {
+                Block::Zero => {
+                    let mut k = 1;
+                    while i + k < n && k < IO_BLOCKS && self.blocks[i + k] == Block::Zero {
+                        k += 1;
+                    }
+                    let len = self.run_len(i, k);
+                    buf[..len].fill(0);
+                    self.write(i, &buf[..len])?;
+                    self.blocks[i..i + k].fill(Block::Done);
+                    self.stats.zeros += k as u64;
+                    i += k;
+                }
+                Block::Copy { source, block } => {
+                    let mut k = 1;
+                    while i + k < n
+                        && k < IO_BLOCKS
+                        && self.blocks[i + k]
+                            == (Block::Copy {
+                                source,
+                                block: block + k as u32,
+                            })
+                    {
+                        k += 1;
+                    }
+                    let extent = self.source(source);
+                    let at = u64::from(block) * BLOCK_SIZE as u64;
+                    let len = (k * BLOCK_SIZE).min((extent.len.saturating_sub(at)) as usize);
+                    buf[..k * BLOCK_SIZE].fill(0);
+                    extent
+                        .file
+                        .read_exact_at(&mut buf[..len], extent.offset + at)
+                        .context(error::ReadSnafu {
+                            what: "a seed partition",
+                        })?;
+                    // Check every block; write the run up to the first bad one.
+                    let mut good = 0;
+                    while good < k
+                        && block_hash(&buf[good * BLOCK_SIZE..][..self.image.block_len(i + good)])
+                            == self.image.blocks[i + good]
+                    {
+                        good += 1;
+                    }
+                    if good > 0 {
+                        let len = self.run_len(i, good);
+                        self.write(i, &buf[..len])?;
+                        self.blocks[i..i + good].fill(Block::Done);
+                        self.stats.copied += good as u64;
+                    }
+                    if good < k {
+                        tracing::warn!(image = %self.image.role, block = i + good, "a seed block changed or does not match its hash; fetching it");
+                        self.blocks[i + good] = Block::Missing;
+                        self.stats.bad_seed_blocks += 1;
+                        good += 1;
+                    }
+                    i += good;
+                }
+                Block::Done | Block::Missing => i += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// The store ranges holding every missing block: each needed frame once, neighbours less
+    /// than `gap` bytes apart joined, no range over `max_len` (unless one frame is).
+    pub fn ranges(&self, gap: u64, max_len: u64) -> Vec<StoreRange> {
+        let mut frames: Vec<(u64, u64)> = self
+            .missing()
+            .map(|i| {
+                let frame = &self.image.frames[i];
+                (frame.offset, u64::from(frame.len))
+            })
+            .collect();
+        frames.sort_unstable();
+        frames.dedup();
+        let mut out: Vec<StoreRange> = Vec::new();
+        for (offset, len) in frames {
+            match out.last_mut() {
+                Some(last)
+                    if offset <= last.offset + last.len + gap
+                        && offset + len - last.offset <= max_len =>
+                {
+                    last.len = (offset + len).max(last.offset + last.len) - last.offset;
+                }
+                _ => out.push(StoreRange { offset, len }),
+            }
+        }
+        out
+    }
+
+    /// Bytes [`Plan::ranges`] would fetch.
+    pub fn fetch_bytes(&self, gap: u64, max_len: u64) -> u64 {
+        self.ranges(gap, max_len).iter().map(|r| r.len).sum()
+    }
+
+    /// Blocks still missing.
+    fn missing(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.blocks.len()).filter(|&i| self.blocks[i] == Block::Missing)
+    }
+
+    /// Write every missing block whose frame lies in `range`, from `bytes` (the store's bytes
+    /// of `range`), each checked against its hash in the index first.
+    pub fn apply(&mut self, range: StoreRange, bytes: &[u8]) -> Result<()> {
+        ensure!(
+            bytes.len() as u64 == range.len,
+            error::ShortRangeSnafu {
+                offset: range.offset,
+                len: range.len,
+                got: bytes.len() as u64,
+            }
+        );
+        // Frame offset → the blocks stored there.
+        let mut wanted: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        for i in self.missing().collect::<Vec<_>>() {
+            let frame = &self.image.frames[i];
+            if frame.offset >= range.offset
+                && frame.offset + u64::from(frame.len) <= range.offset + range.len
+            {
+                wanted.entry(frame.offset).or_default().push(i);
+            }
+        }
+        for (offset, blocks) in wanted {
+            let frame = self.image.frames[blocks[0]];
+            let start = (offset - range.offset) as usize;
+            let compressed = &bytes[start..start + frame.len as usize];
+            let end = offset + u64::from(frame.len);
+            let raw = zstd::bulk::decompress(compressed, BLOCK_SIZE)
+                .map_err(|e| self.bad_piece(offset, end, format!("not a zstd frame ({e})")))?;
+            for i in blocks {
+                // Blocks sharing a frame have the same bytes; the image's last block may be
+                // short.
+                let len = self.image.block_len(i);
+                ensure!(
+                    raw.len() >= len && block_hash(&raw[..len]) == self.image.blocks[i],
+                    error::BadPieceSnafu {
+                        image: &self.image.role,
+                        offset,
+                        end,
+                        reason: format!("block {i}: not the bytes the index lists"),
+                    }
+                );
+                self.write(i, &raw[..len])?;
+                self.blocks[i] = Block::Done;
+                self.stats.fetched_blocks += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sync the destination and check the whole image against the index's SHA-256.
+    pub fn finish(self) -> Result<Stats> {
+        let left = self.blocks.iter().filter(|b| **b != Block::Done).count();
+        ensure!(
+            left == 0,
+            error::BadPieceSnafu {
+                image: &self.image.role,
+                offset: 0_u64,
+                end: 0_u64,
+                reason: format!(
+                    "{left} blocks were never written (the fetched ranges missed them)"
+                ),
+            }
+        );
+        self.dest.file.sync_data().context(error::WriteSnafu {
+            what: "the destination partition",
+        })?;
+        let actual = digest_extent(self.dest, self.image.size)?;
+        ensure!(
+            actual == self.image.sha256,
+            error::DigestSnafu {
+                image: &self.image.role,
+                expected: hex::encode(self.image.sha256),
+                actual: hex::encode(actual),
+            }
+        );
+        Ok(self.stats)
+    }
+
+    fn bad_piece(&self, offset: u64, end: u64, reason: String) -> error::Error {
+        error::Error::BadPiece {
+            image: self.image.role.clone(),
+            offset,
+            end,
+            reason,
+        }
+    }
+
+    fn source(&self, source: u16) -> Extent<'a> {
+        if source == FROM_DEST {
+            self.dest
+        } else {
+            self.seeds[source as usize].extent
+        }
+    }
+
+    /// Bytes of `k` blocks from block `i` (the image's last block may be short).
+    fn run_len(&self, i: usize, k: usize) -> usize {
+        (i..i + k).map(|b| self.image.block_len(b)).sum()
+    }
+
+    fn write(&self, block: usize, bytes: &[u8]) -> Result<()> {
+        self.dest
+            .file
+            .write_all_at(bytes, self.dest.offset + (block * BLOCK_SIZE) as u64)
+            .context(error::WriteSnafu {
+                what: "the destination partition",
+            })
+    }
+}
+
+/// Point every still-missing block with `hash` at `block` of seed `source`.
+fn resolve(
+    needed: &[(u64, u32)],
+    blocks: &mut [Block],
+    unresolved: &mut usize,
+    hash: u64,
+    source: u16,
+    block: u32,
+) {
+    let start = needed.partition_point(|(h, _)| *h < hash);
+    for (h, i) in &needed[start..] {
+        if *h != hash {
+            break;
+        }
+        let slot = &mut blocks[*i as usize];
+        if *slot == Block::Missing {
+            *slot = Block::Copy { source, block };
+            *unresolved -= 1;
+        }
+    }
+}
+
+/// Call `f` with the hash of every block of the first `len` bytes of `extent`.
+fn for_each_block(extent: Extent<'_>, len: u64, what: &str, mut f: impl FnMut(u64)) -> Result<()> {
+    read_extent(extent, len.min(extent.len), what, |chunk| {
+        for block in chunk.chunks(BLOCK_SIZE) {
+            f(block_hash(block));
+        }
+    })
+}
+
+/// Call `f` with every chunk of the first `len` bytes of `extent`, in order.
+fn read_extent(extent: Extent<'_>, len: u64, what: &str, mut f: impl FnMut(&[u8])) -> Result<()> {
+    let mut buf = vec![0_u8; IO_CHUNK];
+    let mut at = 0_u64;
+    while at < len {
+        let n = (len - at).min(IO_CHUNK as u64) as usize;
+        extent
+            .file
+            .read_exact_at(&mut buf[..n], extent.offset + at)
+            .context(error::ReadSnafu { what })?;
+        f(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// SHA-256 of the first `len` bytes of `extent`.
+pub fn digest_extent(extent: Extent<'_>, len: u64) -> Result<[u8; 32]> {
+    let mut context = Context::new(&SHA256);
+    read_extent(extent, len, "the written partition", |chunk| {
+        context.update(chunk)
+    })?;
+    let mut out = [0_u8; 32];
+    out.copy_from_slice(context.finish().as_ref());
+    Ok(out)
+}

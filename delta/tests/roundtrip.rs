@@ -1,0 +1,191 @@
+//! Build an index and a store from real files, then write a new image into a destination
+//! seeded from an old one, fetching only the missing groups from the store.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use delta::{BLOCK_SIZE, BuildOptions, Extent, Index, Plan, Seed, Source, StoreRange};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+
+/// Deterministic, moderately compressible bytes.
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|i| {
+            if i % 3 == 0 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+            }
+            (x >> (i % 3 * 8)) as u8 & 0x7f
+        })
+        .collect()
+}
+
+struct Published {
+    index: Index,
+    store: Vec<u8>,
+}
+
+fn publish(images: &[(&str, &[u8])]) -> Published {
+    let mut store = Vec::new();
+    let sources = images
+        .iter()
+        .map(|(role, bytes)| Source {
+            role: (*role).to_owned(),
+            reader: *bytes,
+        })
+        .collect();
+    let built = delta::build(sources, &mut store, BuildOptions::default()).unwrap();
+    // Through the published form.
+    let index = Index::decode(&built.index.encode().unwrap()).unwrap();
+    assert_eq!(index, built.index);
+    assert_eq!(index.store_len, store.len() as u64);
+    Published { index, store }
+}
+
+fn file_with(bytes: &[u8], dir: &tempfile::TempDir, name: &str) -> File {
+    let path = dir.path().join(name);
+    let mut f = File::create(&path).unwrap();
+    f.write_all(bytes).unwrap();
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap()
+}
+
+/// Write `image` of `published` into `dest` (starting at `offset`) seeded by `seed`; returns
+/// the store bytes fetched.
+fn update(
+    published: &Published,
+    role: &str,
+    dest: &File,
+    capacity: u64,
+    seed: &File,
+) -> delta::Result<(u64, delta::Stats)> {
+    let image = published.index.image(role).unwrap();
+    let seeds = vec![Seed {
+        extent: Extent {
+            file: seed,
+            offset: 0,
+            len: seed.metadata().unwrap().len(),
+        },
+        name: "seed".to_owned(),
+    }];
+    let dest = Extent {
+        file: dest,
+        offset: 0,
+        len: capacity,
+    };
+    let mut plan = Plan::new(image, dest, seeds)?;
+    plan.copy_seeded()?;
+    let mut fetched = 0;
+    for range in plan.ranges(64 << 10, 8 << 20) {
+        let StoreRange { offset, len } = range;
+        let bytes = &published.store[offset as usize..(offset + len) as usize];
+        fetched += len;
+        plan.apply(range, bytes)?;
+    }
+    let stats = plan.finish()?;
+    Ok((fetched, stats))
+}
+
+#[test]
+fn a_changed_file_moves_and_only_its_blocks_are_fetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = data(8 << 20, 1);
+    old[(3 << 20)..(4 << 20)].fill(0);
+    // The new image: the old one with 1 MiB shifted by 5 blocks and 64 KiB changed.
+    let mut new = old.clone();
+    new.copy_within((1 << 20)..(2 << 20), (1 << 20) + 5 * BLOCK_SIZE);
+    new[(6 << 20)..(6 << 20) + (64 << 10)].copy_from_slice(&data(64 << 10, 9));
+    let published = publish(&[("root", &new)]);
+    let seed = file_with(&old, &dir, "active");
+    // The destination holds unrelated bytes.
+    let dest = file_with(&data(10 << 20, 3), &dir, "inactive");
+    let (fetched, stats) = update(&published, "root", &dest, 10 << 20, &seed).unwrap();
+    let written = std::fs::read(dir.path().join("inactive")).unwrap();
+    assert!(
+        written[..new.len()] == new[..],
+        "the image is not what was published"
+    );
+    // Only the changed 64 KiB (16 blocks) is fetched; the shifted MiB came from the seed.
+    assert!(stats.copied > 1500, "{stats:?}");
+    assert_eq!(stats.fetched_blocks, 16, "{stats:?}");
+    let stored_per_block =
+        published.store.len() as u64 / published.index.images[0].frames.len() as u64;
+    assert!(fetched <= 16 * 2 * stored_per_block, "fetched {fetched}");
+
+    // A second run over the written destination fetches nothing and writes nothing.
+    let (fetched, stats) = update(&published, "root", &dest, 10 << 20, &seed).unwrap();
+    assert_eq!(fetched, 0);
+    assert_eq!(stats.already_there, stats.blocks);
+}
+
+#[test]
+fn a_flipped_store_byte_is_refused_before_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = data(1 << 20, 5);
+    let mut published = publish(&[("boot", &new)]);
+    let last = published.store.len() / 2;
+    published.store[last] ^= 0x40;
+    let seed = file_with(&[0_u8; 4096], &dir, "active");
+    let dest = file_with(&vec![0xaa_u8; 2 << 20], &dir, "inactive");
+    let err = update(&published, "boot", &dest, 2 << 20, &seed).unwrap_err();
+    assert!(
+        matches!(err, delta::Error::BadPiece { .. }),
+        "unexpected error: {err}"
+    );
+}
+
+#[test]
+fn a_seed_that_changes_under_the_plan_is_fetched_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = data(2 << 20, 7);
+    let published = publish(&[("root", &new)]);
+    let seed = file_with(&new, &dir, "active");
+    let dest = file_with(&vec![0_u8; 2 << 20], &dir, "inactive");
+    let image = published.index.image("root").unwrap();
+    let seeds = vec![Seed {
+        extent: Extent {
+            file: &seed,
+            offset: 0,
+            len: 2 << 20,
+        },
+        name: "active".to_owned(),
+    }];
+    let dest_extent = Extent {
+        file: &dest,
+        offset: 0,
+        len: 2 << 20,
+    };
+    let mut plan = Plan::new(image, dest_extent, seeds).unwrap();
+    assert_eq!(plan.fetch_bytes(0, 8 << 20), 0, "all of it is in the seed");
+    // A flipped byte in the seed after planning.
+    use std::os::unix::fs::FileExt;
+    seed.write_all_at(&[0xff], 100_000).unwrap();
+    plan.copy_seeded().unwrap();
+    assert_eq!(plan.stats().bad_seed_blocks, 1);
+    let ranges = plan.ranges(0, 8 << 20);
+    assert_eq!(ranges.len(), 1);
+    for range in ranges {
+        let bytes = published.store[range.offset as usize..][..range.len as usize].to_vec();
+        plan.apply(range, &bytes).unwrap();
+    }
+    plan.finish().unwrap();
+    assert!(std::fs::read(dir.path().join("inactive")).unwrap() == new);
+}
+
+#[test]
+fn a_bad_index_is_an_error_not_a_panic() {
+    let published = publish(&[("root", &data(300_000, 2))]);
+    let encoded = published.index.encode().unwrap();
+    for cut in [0, 1, 10, encoded.len() / 2, encoded.len() - 1] {
+        assert!(Index::decode(&encoded[..cut]).is_err(), "cut at {cut}");
+    }
+    assert!(Index::decode(b"not an index").is_err());
+    // Frames running past the store.
+    let mut index = published.index.clone();
+    index.store_len -= 1;
+    assert!(Index::decode(&index.encode().unwrap()).is_err());
+}

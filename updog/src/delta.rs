@@ -1,0 +1,287 @@
+//! The delta path (see the `delta` crate): write an image by copying what the host already
+//! has (the running set's partitions, and whatever the inactive set already holds) and fetching
+//! only the rest from the store, as byte ranges. The index is a TUF target (verified whole,
+//! then cached in the datastore so a re-run does not fetch it again); every fetched block is
+//! checked against it before it is written, and the whole written image against its SHA-256
+//! before the set can be marked valid. Any failure is reported to the caller, which writes the
+//! full image instead.
+use crate::error::{self, Result};
+use crate::images::{ImageReport, PartitionTarget, open_partition};
+use crate::progress::{Event, Progress};
+use crate::repo::{read_small_target, target_info};
+use crate::session::Session;
+use futures::StreamExt;
+use snafu::{OptionExt, ResultExt, ensure};
+use std::path::PathBuf;
+use std::sync::Arc;
+use url::Url;
+
+/// Store frames less than this far apart are fetched in one request (measured in
+/// BENCHMARKS.md: 1 KiB adds 2% of bytes and saves 18% of requests).
+const GAP: u64 = 1 << 10;
+/// Largest single request.
+const MAX_RANGE: u64 = 8 << 20;
+/// Requests in flight at once.
+const PARALLEL: usize = 4;
+/// The cached index's file name in the datastore.
+const CACHE_FILE: &str = "delta-index";
+
+/// An update's delta, ready to use.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The verified index.
+    pub index: Arc<delta::Index>,
+    /// Where the store is served.
+    pub store_url: Url,
+    /// Bytes fetched for the index in this run (0 when it came from the cache).
+    pub index_fetched: u64,
+    /// The index's signed length.
+    pub index_len: u64,
+}
+
+/// Load the delta of `names`: the index from the datastore's cache when it holds exactly the
+/// signed bytes, else fetched (verified by TUF) and cached.
+pub async fn load(session: &Session, names: &update_metadata::Delta) -> Result<Loaded> {
+    let info = target_info(&session.repo, &names.index).await?;
+    let store = target_info(&session.repo, &names.store).await?;
+    let store_url = session
+        .repo
+        .target_url(&store)
+        .map_err(|source| crate::repo::read_error(&names.store, source))?;
+    let cache = session.settings.paths.datastore.join(CACHE_FILE);
+    let expected = info.hash("sha256").map(str::to_owned);
+    let cached = std::fs::read(&cache).ok().filter(|bytes| {
+        bytes.len() as u64 == info.length
+            && expected.as_deref() == Some(hex::encode(delta::sha256(bytes)).as_str())
+    });
+    let (bytes, index_fetched) = match cached {
+        Some(bytes) => (bytes, 0),
+        None => {
+            let bytes = read_small_target(&session.repo, &names.index).await?;
+            update_metadata::fs::write_atomic(&cache, &bytes, 0o600)
+                .context(error::WriteCacheSnafu { path: &cache })?;
+            let len = bytes.len() as u64;
+            (bytes, len)
+        }
+    };
+    let index = tokio::task::spawn_blocking(move || delta::Index::decode(&bytes))
+        .await
+        .context(error::JoinSnafu)?
+        .context(error::DeltaSnafu { image: "index" })?;
+    ensure!(
+        index.store_len == store.length,
+        error::DeltaMismatchSnafu {
+            why: format!(
+                "the index describes a store of {} bytes; the signed store is {}",
+                index.store_len, store.length
+            ),
+        }
+    );
+    Ok(Loaded {
+        index: Arc::new(index),
+        store_url,
+        index_fetched,
+        index_len: info.length,
+    })
+}
+
+/// A partition to read from or write to: a file or device and a byte range of it.
+fn extent_of<'a>(file: &'a std::fs::File, target: &PartitionTarget) -> delta::Extent<'a> {
+    delta::Extent {
+        file,
+        offset: target.offset,
+        len: target.capacity,
+    }
+}
+
+/// How much a delta write of `role` would fetch, without writing: the plan only.
+pub async fn plan_bytes(
+    loaded: &Loaded,
+    role: &str,
+    dest: &PartitionTarget,
+    seeds: &[PartitionTarget],
+) -> Result<u64> {
+    let index = loaded.index.clone();
+    let role = role.to_owned();
+    let dest = dest.clone();
+    let seeds = seeds.to_vec();
+    crate::session::blocking(move || {
+        let image = index.image(&role).context(error::DeltaMismatchSnafu {
+            why: format!("the index has no {role} image"),
+        })?;
+        let dest_file = std::fs::File::open(&dest.path)
+            .context(error::ReadPartitionSnafu { path: &dest.path })?;
+        let seed_files = open_seeds(&seeds)?;
+        let plan = delta::Plan::new(
+            image,
+            extent_of(&dest_file, &dest),
+            seed_list(&seeds, &seed_files),
+        )
+        .context(error::DeltaSnafu { image: &role })?;
+        Ok(plan.fetch_bytes(GAP, MAX_RANGE))
+    })
+    .await
+}
+
+fn open_seeds(seeds: &[PartitionTarget]) -> Result<Vec<std::fs::File>> {
+    seeds
+        .iter()
+        .map(|s| std::fs::File::open(&s.path).context(error::ReadPartitionSnafu { path: &s.path }))
+        .collect()
+}
+
+fn seed_list<'a>(seeds: &[PartitionTarget], files: &'a [std::fs::File]) -> Vec<delta::Seed<'a>> {
+    seeds
+        .iter()
+        .zip(files)
+        .map(|(s, f)| delta::Seed {
+            extent: extent_of(f, s),
+            name: format!("partition {}", s.number),
+        })
+        .collect()
+}
+
+/// Write image `role` (target `name`) into `dest` by the delta path, seeded from `seeds` (in
+/// order of preference).
+pub async fn write_image(
+    session: &Session,
+    loaded: &Loaded,
+    role: &str,
+    name: &str,
+    dest: &PartitionTarget,
+    seeds: &[PartitionTarget],
+    progress: &Progress,
+) -> Result<ImageReport> {
+    let (ranges_tx, ranges_rx) = tokio::sync::oneshot::channel();
+    let (bytes_tx, mut bytes_rx) =
+        tokio::sync::mpsc::channel::<(delta::StoreRange, Vec<u8>)>(PARALLEL);
+    let worker = {
+        let index = loaded.index.clone();
+        let role = role.to_owned();
+        let dest = dest.clone();
+        let seeds = seeds.to_vec();
+        tokio::task::spawn_blocking(move || -> Result<delta::Stats> {
+            let image = index.image(&role).context(error::DeltaMismatchSnafu {
+                why: format!("the index has no {role} image"),
+            })?;
+            let dest_file = open_partition(&dest).context(error::OpenPartitionSnafu {
+                path: &dest.path,
+                number: dest.number,
+            })?;
+            let seed_files = open_seeds(&seeds)?;
+            let delta_err = || error::DeltaSnafu {
+                image: role.clone(),
+            };
+            let mut plan = delta::Plan::new(
+                image,
+                extent_of(&dest_file, &dest),
+                seed_list(&seeds, &seed_files),
+            )
+            .context(delta_err())?;
+            plan.copy_seeded().context(delta_err())?;
+            let ranges = plan.ranges(GAP, MAX_RANGE);
+            if ranges_tx.send((ranges, plan.stats(), image.size)).is_err() {
+                // The fetching side stopped: its error is reported.
+                return Err(error::Error::DeltaMismatch {
+                    why: "the download stopped".to_owned(),
+                });
+            }
+            while let Some((range, bytes)) = bytes_rx.blocking_recv() {
+                plan.apply(range, &bytes).context(delta_err())?;
+            }
+            plan.finish().context(delta_err())
+        })
+    };
+    let Ok((ranges, planned, size)) = ranges_rx.await else {
+        // The worker failed before planning: its error says why.
+        return match worker.await.context(error::JoinSnafu)? {
+            Err(e) => Err(e),
+            Ok(_) => Err(error::Error::DeltaMismatch {
+                why: "the plan was not made".to_owned(),
+            }),
+        };
+    };
+    let total: u64 = ranges.iter().map(|r| r.len).sum();
+    tracing::info!(
+        image = role,
+        blocks = planned.blocks,
+        already_there = planned.already_there,
+        copied = planned.copied,
+        zeros = planned.zeros,
+        bad_seed_blocks = planned.bad_seed_blocks,
+        fetch_bytes = total,
+        requests = ranges.len(),
+        "delta plan"
+    );
+    progress.event(Event::ImageStart {
+        image: role,
+        target: name,
+        total,
+        partition: dest.number,
+    });
+    let transport = &session.transport;
+    let url = &loaded.store_url;
+    let mut fetches = futures::stream::iter(ranges)
+        .map(|range| async move {
+            transport
+                .fetch_range(url, range.offset, range.len)
+                .await
+                .map(|bytes| (range, bytes))
+        })
+        .buffered(PARALLEL);
+    let mut downloaded = 0_u64;
+    let mut fetch_error = None;
+    while let Some(result) = fetches.next().await {
+        match result {
+            Ok((range, bytes)) => {
+                downloaded += bytes.len() as u64;
+                progress.event(Event::ImageProgress {
+                    image: role,
+                    downloaded,
+                    total,
+                });
+                if bytes_tx.send((range, bytes)).await.is_err() {
+                    break;
+                }
+            }
+            Err(source) => {
+                fetch_error = Some(source);
+                break;
+            }
+        }
+    }
+    drop(bytes_tx);
+    let finished = worker.await.context(error::JoinSnafu)?;
+    if let Some(source) = fetch_error {
+        return Err(error::Error::FetchStore {
+            url: url.to_string(),
+            source: Box::new(source),
+        });
+    }
+    let stats = finished?;
+    progress.event(Event::ImageDone {
+        image: role,
+        downloaded,
+        written: size,
+    });
+    tracing::info!(
+        image = role,
+        fetched_bytes = downloaded,
+        fetched_blocks = stats.fetched_blocks,
+        copied = stats.copied,
+        "image written by the delta path and verified"
+    );
+    Ok(ImageReport {
+        image: role.to_owned(),
+        target: name.to_owned(),
+        partition: dest.number,
+        downloaded,
+        written: size,
+        via: "delta",
+    })
+}
+
+/// The datastore path of the cached index (for tests and clean-up).
+pub fn cache_path(datastore: &std::path::Path) -> PathBuf {
+    datastore.join(CACHE_FILE)
+}
