@@ -75,6 +75,11 @@ pub struct SelectArgs {
     /// Ignore the wave schedule (take the update now)
     #[arg(short = 'n', long = "now", visible_alias = "ignore-waves")]
     pub now: bool,
+
+    /// Download the full images even when the update has a delta (see the README's "Delta
+    /// updates")
+    #[arg(long)]
+    pub no_delta: bool,
 }
 
 /// The commands.

@@ -281,6 +281,67 @@ pub async fn write_image(
     })
 }
 
+/// What an update costs to download, by each path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Download {
+    /// The full boot, root and hash images (their signed lengths).
+    pub full_bytes: u64,
+    /// The delta path on this host now: the index (unless cached) and the store ranges the
+    /// plan fetches; `null` when the update has no delta or it cannot be used here (e.g. the
+    /// disk is not readable).
+    pub delta_bytes: Option<u64>,
+}
+
+/// How many bytes `update` would download on this host, by each path. The delta figure
+/// reads the disk (the same plan `update` makes, without writing).
+pub async fn estimate(
+    session: &Session,
+    update: &update_metadata::Update,
+    disk: &crate::session::Disk,
+    use_delta: bool,
+) -> Result<Download> {
+    let mut full_bytes = 0;
+    for name in [
+        &update.images.root,
+        &update.images.boot,
+        &update.images.hash,
+    ] {
+        full_bytes += target_info(&session.repo, name).await?.length;
+    }
+    let delta_bytes = match update.delta.as_ref().filter(|_| use_delta) {
+        None => None,
+        Some(names) => match delta_estimate(session, names, disk).await {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                tracing::warn!(error = %error::chain(&e), "cannot tell what the delta path would fetch");
+                None
+            }
+        },
+    };
+    Ok(Download {
+        full_bytes,
+        delta_bytes,
+    })
+}
+
+async fn delta_estimate(
+    session: &Session,
+    names: &update_metadata::Delta,
+    disk: &crate::session::Disk,
+) -> Result<u64> {
+    let cached = std::fs::metadata(cache_path(&session.settings.paths.datastore)).is_ok();
+    let loaded = load(session, names).await?;
+    // The index counts unless an earlier run had cached it.
+    let mut bytes = if cached { 0 } else { loaded.index_len };
+    let (_, targets, running) = crate::images::partitions(&disk.source, disk.lock_timeout).await?;
+    for (i, (role, target)) in ["root", "boot", "hash"].iter().zip(&targets).enumerate() {
+        let mut seeds = running.clone();
+        seeds.extend(targets.iter().skip(i + 1).cloned());
+        bytes += plan_bytes(&loaded, role, target, &seeds).await?;
+    }
+    Ok(bytes)
+}
+
 /// The datastore path of the cached index (for tests and clean-up).
 pub fn cache_path(datastore: &std::path::Path) -> PathBuf {
     datastore.join(CACHE_FILE)

@@ -12,11 +12,13 @@ use crate::progress::{Event, Progress};
 use crate::repo::{fetch_target, open_target, read_error, target_info};
 use bytes::Bytes;
 use futures::StreamExt;
+use signpost::{Access, DiskSource, SetId, State};
 use snafu::{OptionExt, ResultExt};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tuf_client::Repository;
 
 /// LZ4 frame magic number (little-endian bytes).
@@ -538,6 +540,29 @@ pub fn partition_target(
             capacity,
         }
     })
+}
+
+/// The running set, the inactive set's partitions (root, boot, hash) and the running set's.
+pub async fn partitions(
+    source: &DiskSource,
+    timeout: Duration,
+) -> Result<(SetId, Vec<PartitionTarget>, Vec<PartitionTarget>)> {
+    let source = source.clone();
+    crate::session::blocking(move || {
+        let state =
+            State::load_with_timeout(&source, Access::Read, timeout).context(error::DiskSnafu)?;
+        let active = state.active().context(error::DiskSnafu)?;
+        let disk = state.disk_path().to_owned();
+        let of = |id: SetId| {
+            let set = state.layout().set(id);
+            [set.root, set.boot, set.hash]
+                .into_iter()
+                .map(|n| partition_target(&state, &disk, n))
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok((active, of(active.other())?, of(active)?))
+    })
+    .await
 }
 
 #[cfg(test)]

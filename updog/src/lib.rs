@@ -38,12 +38,22 @@ use jiff::Timestamp;
 use progress::Progress;
 use update_metadata::Update;
 
+/// An available update and what it costs to download.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Checked {
+    /// The update (its fields are the JSON's, as the reference prints them).
+    #[serde(flatten)]
+    pub update: Update,
+    /// Bytes to download, in full and by the delta path.
+    pub download: delta::Download,
+}
+
 /// What a command produced; its [`cli_support::Report`] impl (in [`output`]) says how it prints
 /// and which exit code it means.
 #[derive(Debug)]
 pub enum Outcome {
-    /// `check-update`: the update this host would take, if any.
-    Check(Option<Update>),
+    /// `check-update`: the update this host would take, if any, and what it costs to download.
+    Check(Option<Checked>),
     /// `check-update --all`: every applicable update.
     CheckAll(Vec<Update>),
     /// `update` / `update-image`.

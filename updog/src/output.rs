@@ -9,10 +9,46 @@ fn line(update: &Update) -> String {
     format!("{} {}", update.variant, update.version)
 }
 
+/// `downloaded: 6241194 bytes (root 5.4 MB by the delta path, boot 1.3 kB ..., hash ...)`.
+fn fetched_line(images: &[crate::images::ImageReport]) -> String {
+    let total: u64 = images.iter().map(|i| i.downloaded).sum();
+    let parts: Vec<String> = images
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {:.1} MB {}",
+                i.image,
+                i.downloaded as f64 / 1e6,
+                if i.via == "delta" {
+                    "by the delta path"
+                } else {
+                    "in full"
+                }
+            )
+        })
+        .collect();
+    format!("downloaded: {total} bytes ({})", parts.join(", "))
+}
+
+/// `download: 6.2 MB by the delta path (full images 158.8 MB)`.
+fn download_line(download: &crate::delta::Download) -> String {
+    let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
+    match download.delta_bytes {
+        Some(delta) => format!(
+            "download: {} by the delta path (full images {})",
+            mb(delta),
+            mb(download.full_bytes)
+        ),
+        None => format!("download: {} (full images)", mb(download.full_bytes)),
+    }
+}
+
 /// The text form of an outcome (without a trailing newline), or `None` to print nothing.
 pub fn text(outcome: &Outcome) -> Option<String> {
     match outcome {
-        Outcome::Check(Some(update)) => Some(line(update)),
+        // One line, as the reference prints it (scripts read it); the bytes are in --json and
+        // in `explain`.
+        Outcome::Check(Some(checked)) => Some(line(&checked.update)),
         // "No update" is said on stderr (a log line) and by the exit code.
         Outcome::Check(None) => None,
         Outcome::CheckAll(updates) => {
@@ -20,8 +56,16 @@ pub fn text(outcome: &Outcome) -> Option<String> {
         }
         Outcome::Updated(report) => match (&report.update, report.applied) {
             (None, _) => None,
-            (Some(u), true) => Some(format!("Update applied: {}", line(u))),
-            (Some(u), false) => Some(format!("Update staged: {}", line(u))),
+            (Some(u), true) => Some(format!(
+                "Update applied: {}\n{}",
+                line(u),
+                fetched_line(&report.images)
+            )),
+            (Some(u), false) => Some(format!(
+                "Update staged: {}\n{}",
+                line(u),
+                fetched_line(&report.images)
+            )),
         },
         Outcome::Flipped { action, status } => Some(format!(
             "Update {action}: set {} boots next",
@@ -85,6 +129,9 @@ pub fn text(outcome: &Outcome) -> Option<String> {
                     "Update {} (max {}): {wave}; {when}; {state}",
                     u.version, u.max_version
                 );
+                if let Some(download) = &u.download {
+                    let _ = writeln!(out, "  {}", download_line(download));
+                }
             }
             Some(out.trim_end().to_owned())
         }

@@ -93,6 +93,22 @@ fn a_patch_release_fetches_only_what_changed_and_a_rerun_fetches_nothing() {
     let (old, new) = releases();
     let scenario = Scenario::new(&new, past());
     install_in_set_a(&scenario, &old);
+    // check-update says what each path would download, reading the disk.
+    let out = scenario
+        .updog()
+        .args(["check-update", "--now", "--json"])
+        .assert()
+        .code(100);
+    let checked: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let full: u64 = new
+        .names()
+        .iter()
+        .map(|n| std::fs::metadata(scenario.served_target(n)).unwrap().len())
+        .sum();
+    assert_eq!(checked["download"]["full_bytes"], full);
+    let estimated = checked["download"]["delta_bytes"].as_u64().unwrap();
+    assert!(estimated < full / 10, "{checked}");
+    scenario.server.clear_log();
     // Set B starts with other bytes (an older release): they are overwritten.
     let stderr = update(&scenario);
     scenario.assert_set_b_holds(&new);
@@ -104,6 +120,12 @@ fn a_patch_release_fetches_only_what_changed_and_a_rerun_fetches_nothing() {
         "fetched {bytes} bytes of store in {requests} requests\n{stderr}"
     );
     assert!(requests <= 6, "{requests} requests");
+    // The estimate was the store bytes plus the index (fetched by check-update, then cached).
+    let index_len =
+        std::fs::metadata(scenario.served_target(&delta::target_names(&new.names()[0]).0))
+            .unwrap()
+            .len();
+    assert_eq!(estimated, bytes + index_len);
     assert!(
         full_images_fetched(&scenario).is_empty(),
         "{:?}",

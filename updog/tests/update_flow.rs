@@ -38,7 +38,8 @@ fn check_update_exit_codes_and_wave_gating() {
         "test-variant 1.1.0"
     );
 
-    // The alias and --json: the reference's Update object, keys in the reference order.
+    // The alias and --json: the reference's Update object, keys in the reference order, and
+    // then what it costs to download (this repository has no delta).
     let out = scenario
         .updog()
         .args(["whats", "--ignore-waves", "--json"])
@@ -62,9 +63,12 @@ fn check_update_exit_codes_and_wave_gating() {
             "version",
             "max_version",
             "waves",
-            "images"
+            "images",
+            "download"
         ]
     );
+    assert!(update["download"]["full_bytes"].as_u64().unwrap() > 0);
+    assert!(update["download"]["delta_bytes"].is_null());
 
     // --all --json: an array, empty while the waves are closed.
     let out = scenario
@@ -110,6 +114,10 @@ fn check_update_exit_codes_and_wave_gating() {
         "{text}"
     );
     assert!(text.contains("not yet"), "{text}");
+    assert!(
+        text.contains("download: ") && text.contains("(full images)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -195,9 +203,13 @@ fn update_image_stages_without_flipping_and_open_waves_need_no_now() {
     let release = Release::new("1.1.0", 11);
     let scenario = Scenario::new(&release, past());
     let out = scenario.updog().arg("update-image").assert().code(0);
-    assert_eq!(
-        String::from_utf8_lossy(&out.get_output().stdout).trim(),
-        "Update staged: test-variant 1.1.0"
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "Update staged: test-variant 1.1.0", "{stdout}");
+    // No delta in this repository: every image in full, the bytes counted.
+    assert!(
+        lines[1].starts_with("downloaded: ") && lines[1].matches("in full").count() == 3,
+        "{stdout}"
     );
     // Staged: valid (one try) but not chosen to boot.
     assert_eq!(flags(&scenario.disk, 8), (0, 1, false));

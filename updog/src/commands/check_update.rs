@@ -1,12 +1,15 @@
-//! `check-update` (alias `whats`): is an update available for this host?
-use crate::Outcome;
+//! `check-update` (alias `whats`): is an update available for this host, and how many bytes
+//! would it download (full images, and by the delta path on this disk)?
 use crate::cli::CheckArgs;
+use crate::delta;
 use crate::error::Result;
 use crate::session::{Inputs, Session};
+use crate::{Checked, Outcome};
 
 /// Select the update (or list every applicable one with `--all`).
 pub async fn run(inputs: Inputs, args: &CheckArgs) -> Result<Outcome> {
     let now = inputs.now;
+    let disk = inputs.disk.clone();
     let session = Session::open(inputs.settings, now).await?;
     let host = session.host();
     let policy = session.policy(&args.select);
@@ -20,9 +23,11 @@ pub async fn run(inputs: Inputs, args: &CheckArgs) -> Result<Outcome> {
         return Ok(Outcome::CheckAll(updates));
     }
     let update = session.manifest.select_update(&host, now, &policy).cloned();
-    match &update {
-        Some(u) => tracing::info!(version = %u.version, "update available"),
-        None => tracing::info!("no update available"),
-    }
-    Ok(Outcome::Check(update))
+    let Some(update) = update else {
+        tracing::info!("no update available");
+        return Ok(Outcome::Check(None));
+    };
+    tracing::info!(version = %update.version, "update available");
+    let download = delta::estimate(&session, &update, &disk, !args.select.no_delta).await?;
+    Ok(Outcome::Check(Some(Checked { update, download })))
 }

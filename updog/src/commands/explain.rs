@@ -60,6 +60,9 @@ pub struct UpdateTiming {
     pub ready: bool,
     /// The update `update` would take now.
     pub selected: bool,
+    /// For the update this host takes once eligible (the one `update --now` would take): bytes
+    /// to download in full and by the delta path.
+    pub download: Option<crate::delta::Download>,
 }
 
 /// What `explain` reports.
@@ -116,6 +119,7 @@ pub fn readable(time: Timestamp, zone: &TimeZone) -> String {
 /// Build the report.
 pub async fn run(inputs: Inputs) -> Result<Outcome> {
     let now = inputs.now;
+    let disk = inputs.disk.clone();
     let session = Session::open(inputs.settings, now).await?;
     let host = session.host();
     let policy = session.policy(&SelectArgs::default());
@@ -123,11 +127,27 @@ pub async fn run(inputs: Inputs) -> Result<Outcome> {
         .manifest
         .select_update(&host, now, &policy)
         .map(|u| u.version.clone());
-    let updates = session
+    // The update this host takes once its wave comes.
+    let next = session
         .manifest
-        .applicable_updates(&host, now, true)
-        .into_iter()
-        .map(|update| {
+        .select_update(
+            &host,
+            now,
+            &session.policy(&SelectArgs {
+                now: true,
+                ..SelectArgs::default()
+            }),
+        )
+        .map(|u| u.version.clone());
+    let mut updates = Vec::new();
+    for update in session.manifest.applicable_updates(&host, now, true) {
+        let is_selected = selected.as_ref() == Some(&update.version);
+        let download = if next.as_ref() == Some(&update.version) {
+            Some(crate::delta::estimate(&session, update, &disk, true).await?)
+        } else {
+            None
+        };
+        updates.push({
             let eligibility = update.waves.eligible_at(host.seed);
             let eligible_at = match eligibility {
                 Eligibility::Always => None,
@@ -140,10 +160,11 @@ pub async fn run(inputs: Inputs) -> Result<Outcome> {
                 eligible_at,
                 eligible_at_local: eligible_at.map(local),
                 ready: eligibility.is_ready(now),
-                selected: selected.as_ref() == Some(&update.version),
+                selected: is_selected,
+                download,
             }
-        })
-        .collect();
+        });
+    }
     Ok(Outcome::Explained(ExplainReport {
         seed: host.seed.get(),
         variant: host.variant,

@@ -100,7 +100,7 @@ pub async fn run(
     // 2. The disk: which set to write, and where its partitions are.
     let source = disk.source;
     let timeout = disk.lock_timeout;
-    let (active, targets, running) = partitions(&source, timeout).await?;
+    let (active, targets, running) = images::partitions(&source, timeout).await?;
     let inactive = active.other();
     progress.event(Event::Selected {
         version: &update.version.to_string(),
@@ -121,7 +121,7 @@ pub async fn run(
     session.transport.set_param("migrations", &needed.join(","));
 
     // The delta index, if the update has one and it can be used.
-    let delta = match &update.delta {
+    let delta = match update.delta.as_ref().filter(|_| !args.no_delta) {
         Some(names) => match delta_path::load(&session, names).await {
             Ok(loaded) => Some(loaded),
             Err(e) => {
@@ -231,29 +231,6 @@ async fn write_one(
     progress: &Progress,
 ) -> Result<ImageReport> {
     images::write_image(&session.repo, image, name, target, progress).await
-}
-
-/// The running set, the inactive set's partitions (root, boot, hash) and the running set's.
-pub async fn partitions(
-    source: &DiskSource,
-    timeout: Duration,
-) -> Result<(SetId, Vec<PartitionTarget>, Vec<PartitionTarget>)> {
-    let source = source.clone();
-    blocking(move || {
-        let state =
-            State::load_with_timeout(&source, Access::Read, timeout).context(error::DiskSnafu)?;
-        let active = state.active().context(error::DiskSnafu)?;
-        let disk = state.disk_path().to_owned();
-        let of = |id: SetId| {
-            let set = state.layout().set(id);
-            [set.root, set.boot, set.hash]
-                .into_iter()
-                .map(|n| images::partition_target(&state, &disk, n))
-                .collect::<Result<Vec<_>>>()
-        };
-        Ok((active, of(active.other())?, of(active)?))
-    })
-    .await
 }
 
 /// The running set must be the one the update was planned for.
