@@ -64,7 +64,7 @@ fn main() {
                 offset: 0,
                 len: image.size,
             };
-            let plan = Plan::new(image, dest, seeds).unwrap();
+            let plan = Plan::new(image, dest, seeds, false).unwrap();
             let bytes = plan.fetch_bytes(GAP, 8 << 20);
             for gap in [0, 1 << 10, 4 << 10, 16 << 10] {
                 println!(

@@ -22,7 +22,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 /// Bytes read or written per system call.
-const IO_CHUNK: usize = 1 << 20;
+const IO_CHUNK: usize = 4 << 20;
 /// Blocks per I/O call.
 const IO_BLOCKS: usize = IO_CHUNK / BLOCK_SIZE;
 /// Source number of the destination itself (its blocks that are already right).
@@ -100,7 +100,17 @@ pub struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     /// Read the destination and the seeds, and decide for every block where it comes from.
-    pub fn new(image: &'a ImageIndex, dest: Extent<'a>, seeds: Vec<Seed<'a>>) -> Result<Plan<'a>> {
+    ///
+    /// `resume` says the destination may already hold part of this image (an earlier run of
+    /// the same update was interrupted): it is then read first, and what is right stays. A
+    /// first run skips that read (the destination holds an older release, whose blocks the
+    /// running set almost always has too) and writes every block.
+    pub fn new(
+        image: &'a ImageIndex,
+        dest: Extent<'a>,
+        seeds: Vec<Seed<'a>>,
+        resume: bool,
+    ) -> Result<Plan<'a>> {
         ensure!(
             image.size <= dest.len,
             error::TooLargeSnafu {
@@ -115,7 +125,19 @@ impl<'a> Plan<'a> {
         // 1. The destination: what is already right stays (and can seed other blocks).
         let mut dest_ready: Vec<(u64, u32)> = Vec::new();
         let mut at = 0_usize;
-        for_each_block(dest, image.size, "the destination partition", |hash| {
+        let started = std::time::Instant::now();
+        let dest_len = if resume { image.size } else { 0 };
+        for (at, hash) in image
+            .blocks
+            .iter()
+            .enumerate()
+            .skip(dest_len.div_ceil(BLOCK_SIZE as u64) as usize)
+        {
+            if *hash == zero {
+                blocks[at] = Block::Zero;
+            }
+        }
+        for_each_block(dest, dest_len, "the destination partition", |hash| {
             if hash == image.blocks[at] {
                 blocks[at] = Block::Done;
                 if hash != zero {
@@ -125,7 +147,9 @@ impl<'a> Plan<'a> {
                 blocks[at] = Block::Zero;
             }
             at += 1;
+            true
         })?;
+        tracing::debug!(image = %image.role, secs = started.elapsed().as_secs_f64(), "destination read");
         // 2. What is still needed, by hash.
         let mut needed: Vec<(u64, u32)> = (0..n)
             .filter(|&i| blocks[i] == Block::Missing)
@@ -140,12 +164,16 @@ impl<'a> Plan<'a> {
             }
             let mut j = 0_u32;
             let source = u16::try_from(number).unwrap_or(FROM_DEST - 1);
-            for_each_block(seed.extent, seed.extent.len, &seed.name, |hash| {
+            let len = used_len(seed.extent);
+            for_each_block(seed.extent, len, &seed.name, |hash| {
                 if hash != zero {
                     resolve(&needed, &mut blocks, &mut unresolved, hash, source, j);
                 }
                 j += 1;
+                // Nothing left to find: the rest of the seeds need not be read.
+                unresolved > 0
             })?;
+            tracing::debug!(image = %image.role, seed = %seed.name, unresolved, secs = started.elapsed().as_secs_f64(), "seed read");
         }
         for (hash, j) in dest_ready {
             if unresolved == 0 {
@@ -411,17 +439,95 @@ fn resolve(
     }
 }
 
-/// Call `f` with the hash of every block of the first `len` bytes of `extent`.
-fn for_each_block(extent: Extent<'_>, len: u64, what: &str, mut f: impl FnMut(u64)) -> Result<()> {
+/// Call `f` with the hash of every block of the first `len` bytes of `extent`, in order,
+/// until it returns `false`. Blocks of zeros are not hashed (their hash is known), and the
+/// others are hashed on every core.
+fn for_each_block(
+    extent: Extent<'_>,
+    len: u64,
+    what: &str,
+    mut f: impl FnMut(u64) -> bool,
+) -> Result<()> {
+    let zero = block_hash(&[0_u8; BLOCK_SIZE]);
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut hashes = Vec::with_capacity(IO_BLOCKS);
+    let mut go_on = true;
     read_extent(extent, len.min(extent.len), what, |chunk| {
-        for block in chunk.chunks(BLOCK_SIZE) {
-            f(block_hash(block));
+        if !go_on {
+            return false;
         }
+        hashes.clear();
+        hashes.resize(chunk.len().div_ceil(BLOCK_SIZE), 0_u64);
+        let per = hashes.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            for (out, part) in hashes.chunks_mut(per).zip(chunk.chunks(per * BLOCK_SIZE)) {
+                scope.spawn(move || {
+                    for (slot, block) in out.iter_mut().zip(part.chunks(BLOCK_SIZE)) {
+                        *slot = if is_zero(block) {
+                            zero
+                        } else {
+                            block_hash(block)
+                        };
+                    }
+                });
+            }
+        });
+        for hash in &hashes {
+            if !f(*hash) {
+                go_on = false;
+                break;
+            }
+        }
+        go_on
     })
 }
 
-/// Call `f` with every chunk of the first `len` bytes of `extent`, in order.
-fn read_extent(extent: Extent<'_>, len: u64, what: &str, mut f: impl FnMut(&[u8])) -> Result<()> {
+/// The bytes of `extent` worth reading as a seed: an ext4 file system's size when it holds one
+/// (the rest of the partition is left over from older, larger images at best), else all of
+/// it.
+fn used_len(extent: Extent<'_>) -> u64 {
+    let mut sb = [0_u8; 1024];
+    if extent.len < 2048
+        || extent
+            .file
+            .read_exact_at(&mut sb, extent.offset + 1024)
+            .is_err()
+    {
+        return extent.len;
+    }
+    let le32 = |at: usize| u32::from_le_bytes([sb[at], sb[at + 1], sb[at + 2], sb[at + 3]]);
+    // Magic 0xEF53 at 0x38; block count at 0x04 (low) and 0x150 (high, with the 64bit
+    // feature, bit 0x80 of the incompatible features at 0x60); block size 1024 << (0x18).
+    if u16::from_le_bytes([sb[0x38], sb[0x39]]) != 0xEF53 {
+        return extent.len;
+    }
+    let high = if le32(0x60) & 0x80 != 0 {
+        u64::from(le32(0x150))
+    } else {
+        0
+    };
+    let blocks = (high << 32) | u64::from(le32(0x04));
+    let shift = le32(0x18);
+    if shift > 6 {
+        return extent.len;
+    }
+    blocks.saturating_mul(1024 << shift).min(extent.len)
+}
+
+/// Whether `block` is all zeros (a memory compare, much faster than hashing it).
+fn is_zero(block: &[u8]) -> bool {
+    static ZEROS: [u8; BLOCK_SIZE] = [0; BLOCK_SIZE];
+    block == &ZEROS[..block.len()]
+}
+
+/// Call `f` with every chunk of the first `len` bytes of `extent`, in order, until it returns
+/// `false`.
+fn read_extent(
+    extent: Extent<'_>,
+    len: u64,
+    what: &str,
+    mut f: impl FnMut(&[u8]) -> bool,
+) -> Result<()> {
     let mut buf = vec![0_u8; IO_CHUNK];
     let mut at = 0_u64;
     while at < len {
@@ -430,7 +536,9 @@ fn read_extent(extent: Extent<'_>, len: u64, what: &str, mut f: impl FnMut(&[u8]
             .file
             .read_exact_at(&mut buf[..n], extent.offset + at)
             .context(error::ReadSnafu { what })?;
-        f(&buf[..n]);
+        if !f(&buf[..n]) {
+            break;
+        }
         at += n as u64;
     }
     Ok(())
@@ -440,7 +548,8 @@ fn read_extent(extent: Extent<'_>, len: u64, what: &str, mut f: impl FnMut(&[u8]
 pub fn digest_extent(extent: Extent<'_>, len: u64) -> Result<[u8; 32]> {
     let mut context = Context::new(&SHA256);
     read_extent(extent, len, "the written partition", |chunk| {
-        context.update(chunk)
+        context.update(chunk);
+        true
     })?;
     let mut out = [0_u8; 32];
     out.copy_from_slice(context.finish().as_ref());

@@ -62,6 +62,7 @@ fn update(
     dest: &File,
     capacity: u64,
     seed: &File,
+    resume: bool,
 ) -> delta::Result<(u64, delta::Stats)> {
     let image = published.index.image(role).unwrap();
     let seeds = vec![Seed {
@@ -77,7 +78,7 @@ fn update(
         offset: 0,
         len: capacity,
     };
-    let mut plan = Plan::new(image, dest, seeds)?;
+    let mut plan = Plan::new(image, dest, seeds, resume)?;
     plan.copy_seeded()?;
     let mut fetched = 0;
     for range in plan.ranges(64 << 10, 8 << 20) {
@@ -103,7 +104,7 @@ fn a_changed_file_moves_and_only_its_blocks_are_fetched() {
     let seed = file_with(&old, &dir, "active");
     // The destination holds unrelated bytes.
     let dest = file_with(&data(10 << 20, 3), &dir, "inactive");
-    let (fetched, stats) = update(&published, "root", &dest, 10 << 20, &seed).unwrap();
+    let (fetched, stats) = update(&published, "root", &dest, 10 << 20, &seed, false).unwrap();
     let written = std::fs::read(dir.path().join("inactive")).unwrap();
     assert!(
         written[..new.len()] == new[..],
@@ -116,8 +117,9 @@ fn a_changed_file_moves_and_only_its_blocks_are_fetched() {
         published.store.len() as u64 / published.index.images[0].frames.len() as u64;
     assert!(fetched <= 16 * 2 * stored_per_block, "fetched {fetched}");
 
-    // A second run over the written destination fetches nothing and writes nothing.
-    let (fetched, stats) = update(&published, "root", &dest, 10 << 20, &seed).unwrap();
+    // A second run over the written destination (as after an interruption) fetches nothing
+    // and writes nothing.
+    let (fetched, stats) = update(&published, "root", &dest, 10 << 20, &seed, true).unwrap();
     assert_eq!(fetched, 0);
     assert_eq!(stats.already_there, stats.blocks);
 }
@@ -131,7 +133,7 @@ fn a_flipped_store_byte_is_refused_before_it_is_written() {
     published.store[last] ^= 0x40;
     let seed = file_with(&[0_u8; 4096], &dir, "active");
     let dest = file_with(&vec![0xaa_u8; 2 << 20], &dir, "inactive");
-    let err = update(&published, "boot", &dest, 2 << 20, &seed).unwrap_err();
+    let err = update(&published, "boot", &dest, 2 << 20, &seed, false).unwrap_err();
     assert!(
         matches!(err, delta::Error::BadPiece { .. }),
         "unexpected error: {err}"
@@ -159,7 +161,7 @@ fn a_seed_that_changes_under_the_plan_is_fetched_instead() {
         offset: 0,
         len: 2 << 20,
     };
-    let mut plan = Plan::new(image, dest_extent, seeds).unwrap();
+    let mut plan = Plan::new(image, dest_extent, seeds, false).unwrap();
     assert_eq!(plan.fetch_bytes(0, 8 << 20), 0, "all of it is in the seed");
     // A flipped byte in the seed after planning.
     use std::os::unix::fs::FileExt;

@@ -25,6 +25,35 @@ const MAX_RANGE: u64 = 8 << 20;
 const PARALLEL: usize = 4;
 /// The cached index's file name in the datastore.
 const CACHE_FILE: &str = "delta-index";
+/// The file that says a delta write of an index (its SHA-256) into the inactive set started
+/// and did not finish: the next run reads the inactive set to keep what is already written.
+const STARTED_FILE: &str = "delta-started";
+
+/// Whether an earlier run started writing this delta into the inactive set and did not finish
+/// (killed, rebooted, failed): then the inactive set is read first, and what is already right
+/// is kept.
+pub fn resuming(datastore: &std::path::Path, loaded: &Loaded) -> bool {
+    std::fs::read_to_string(datastore.join(STARTED_FILE))
+        .is_ok_and(|text| !loaded.index_sha256.is_empty() && text.trim() == loaded.index_sha256)
+}
+
+/// Record that a delta write of `loaded` into the inactive set starts.
+pub fn mark_started(datastore: &std::path::Path, loaded: &Loaded) -> Result<()> {
+    let path = datastore.join(STARTED_FILE);
+    update_metadata::fs::write_atomic(&path, loaded.index_sha256.as_bytes(), 0o600)
+        .context(error::WriteCacheSnafu { path: &path })
+}
+
+/// Record that the inactive set was written to the end (nothing to resume).
+pub fn mark_finished(datastore: &std::path::Path) -> Result<()> {
+    let path = datastore.join(STARTED_FILE);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).context(error::WriteCacheSnafu { path: &path })
+        }
+        _ => Ok(()),
+    }
+}
 
 /// An update's delta, ready to use.
 #[derive(Debug, Clone)]
@@ -37,6 +66,8 @@ pub struct Loaded {
     pub index_fetched: u64,
     /// The index's signed length.
     pub index_len: u64,
+    /// The index's signed SHA-256 (hex).
+    pub index_sha256: String,
 }
 
 /// Load the delta of `names`: the index from the datastore's cache when it holds exactly the
@@ -82,6 +113,7 @@ pub async fn load(session: &Session, names: &update_metadata::Delta) -> Result<L
         store_url,
         index_fetched,
         index_len: info.length,
+        index_sha256: expected.unwrap_or_default(),
     })
 }
 
@@ -94,12 +126,34 @@ fn extent_of<'a>(file: &'a std::fs::File, target: &PartitionTarget) -> delta::Ex
     }
 }
 
+/// The seeds for writing image `i` (root, boot, hash) of the inactive set `inactive`, in
+/// order of preference: the running set's partition of the same image, the running set's
+/// others, then the inactive set's images not yet written (the ones after `i`). The scan
+/// stops at the first seed that leaves nothing to find.
+pub fn seeds(
+    running: &[PartitionTarget],
+    inactive: &[PartitionTarget],
+    i: usize,
+) -> Vec<PartitionTarget> {
+    let mut seeds: Vec<PartitionTarget> = running.get(i).cloned().into_iter().collect();
+    seeds.extend(
+        running
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, p)| p.clone()),
+    );
+    seeds.extend(inactive.iter().skip(i + 1).cloned());
+    seeds
+}
+
 /// How much a delta write of `role` would fetch, without writing: the plan only.
 pub async fn plan_bytes(
     loaded: &Loaded,
     role: &str,
     dest: &PartitionTarget,
     seeds: &[PartitionTarget],
+    resume: bool,
 ) -> Result<u64> {
     let index = loaded.index.clone();
     let role = role.to_owned();
@@ -116,6 +170,7 @@ pub async fn plan_bytes(
             image,
             extent_of(&dest_file, &dest),
             seed_list(&seeds, &seed_files),
+            resume,
         )
         .context(error::DeltaSnafu { image: &role })?;
         Ok(plan.fetch_bytes(GAP, MAX_RANGE))
@@ -141,17 +196,35 @@ fn seed_list<'a>(seeds: &[PartitionTarget], files: &'a [std::fs::File]) -> Vec<d
         .collect()
 }
 
-/// Write image `role` (target `name`) into `dest` by the delta path, seeded from `seeds` (in
-/// order of preference).
+/// One image to write by the delta path.
+#[derive(Debug, Clone)]
+pub struct Job<'a> {
+    /// `root`, `boot` or `hash`.
+    pub role: &'a str,
+    /// Its full image's target name (for reports).
+    pub name: &'a str,
+    /// The inactive set's partition.
+    pub dest: &'a PartitionTarget,
+    /// The partitions to copy from, in order of preference (see [`seeds`]).
+    pub seeds: Vec<PartitionTarget>,
+    /// Whether an interrupted run may have written part of it already (see [`resuming`]).
+    pub resume: bool,
+}
+
+/// Write `job`'s image into its partition by the delta path.
 pub async fn write_image(
     session: &Session,
     loaded: &Loaded,
-    role: &str,
-    name: &str,
-    dest: &PartitionTarget,
-    seeds: &[PartitionTarget],
+    job: Job<'_>,
     progress: &Progress,
 ) -> Result<ImageReport> {
+    let Job {
+        role,
+        name,
+        dest,
+        seeds,
+        resume,
+    } = job;
     let (ranges_tx, ranges_rx) = tokio::sync::oneshot::channel();
     let (bytes_tx, mut bytes_rx) =
         tokio::sync::mpsc::channel::<(delta::StoreRange, Vec<u8>)>(PARALLEL);
@@ -159,7 +232,6 @@ pub async fn write_image(
         let index = loaded.index.clone();
         let role = role.to_owned();
         let dest = dest.clone();
-        let seeds = seeds.to_vec();
         tokio::task::spawn_blocking(move || -> Result<delta::Stats> {
             let image = index.image(&role).context(error::DeltaMismatchSnafu {
                 why: format!("the index has no {role} image"),
@@ -172,13 +244,18 @@ pub async fn write_image(
             let delta_err = || error::DeltaSnafu {
                 image: role.clone(),
             };
+            let started = std::time::Instant::now();
             let mut plan = delta::Plan::new(
                 image,
                 extent_of(&dest_file, &dest),
                 seed_list(&seeds, &seed_files),
+                resume,
             )
             .context(delta_err())?;
+            let planned = started.elapsed().as_secs_f64();
             plan.copy_seeded().context(delta_err())?;
+            let copied = started.elapsed().as_secs_f64();
+            tracing::debug!(image = %role, plan_secs = planned, copy_secs = copied - planned, "delta seeding");
             let ranges = plan.ranges(GAP, MAX_RANGE);
             if ranges_tx.send((ranges, plan.stats(), image.size)).is_err() {
                 // The fetching side stopped: its error is reported.
@@ -189,7 +266,10 @@ pub async fn write_image(
             while let Some((range, bytes)) = bytes_rx.blocking_recv() {
                 plan.apply(range, &bytes).context(delta_err())?;
             }
-            plan.finish().context(delta_err())
+            let applied = started.elapsed().as_secs_f64();
+            let stats = plan.finish().context(delta_err())?;
+            tracing::debug!(image = %role, fetch_secs = applied - copied, verify_secs = started.elapsed().as_secs_f64() - applied, "delta written");
+            Ok(stats)
         })
     };
     let Ok((ranges, planned, size)) = ranges_rx.await else {
@@ -331,13 +411,13 @@ async fn delta_estimate(
 ) -> Result<u64> {
     let cached = std::fs::metadata(cache_path(&session.settings.paths.datastore)).is_ok();
     let loaded = load(session, names).await?;
+    let resume = resuming(&session.settings.paths.datastore, &loaded);
     // The index counts unless an earlier run had cached it.
     let mut bytes = if cached { 0 } else { loaded.index_len };
     let (_, targets, running) = crate::images::partitions(&disk.source, disk.lock_timeout).await?;
     for (i, (role, target)) in ["root", "boot", "hash"].iter().zip(&targets).enumerate() {
-        let mut seeds = running.clone();
-        seeds.extend(targets.iter().skip(i + 1).cloned());
-        bytes += plan_bytes(&loaded, role, target, &seeds).await?;
+        let seeds = seeds(&running, &targets, i);
+        bytes += plan_bytes(&loaded, role, target, &seeds, resume).await?;
     }
     Ok(bytes)
 }

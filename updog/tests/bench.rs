@@ -19,45 +19,12 @@ mod common;
 use common::{Release, Scenario};
 use jiff::{SignedDuration, Timestamp};
 use std::process::Command;
-use std::time::Instant;
-
-/// Peak RSS (KiB) and wall time of a command run under `/usr/bin/time`.
-fn measure(mut command: Command) -> (f64, u64) {
-    let started = Instant::now();
-    let output = command.output().unwrap();
-    let elapsed = started.elapsed().as_secs_f64();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let rss = stderr
-        .lines()
-        .rev()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("maxrss=")
-                .map(|v| v.trim().parse().unwrap())
-        })
-        .unwrap_or(0);
-    (elapsed, rss)
-}
 
 #[test]
 #[ignore = "benchmark: run explicitly"]
 fn throughput_and_memory() {
-    let mib: usize = std::env::var("UPDOG_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    // ROOT-B (partition 9) is 460 MiB per GiB of the OS image.
-    let (root_offset, root_b) = common::partition_range(9);
-    assert!(
-        (mib as u64) << 20 <= root_b,
-        "the test disk's ROOT partition holds {} MiB: set UPDOG_TEST_OS_IMAGE_GIB to 4 or 8",
-        root_b >> 20
-    );
+    let mib = common::bench_root_mib("UPDOG_BENCH_MIB");
+    let (root_offset, _) = common::partition_range(9);
     let mut release = Release::new("1.1.0", 51);
     release.root = common::mixed_data(mib << 20, 52);
     let scenario = Scenario::with_options(
@@ -77,7 +44,7 @@ fn throughput_and_memory() {
         "curl -sf '{url}' | lz4 -d -c > '{}'",
         out.display()
     ));
-    let (pipeline_secs, _) = measure(pipeline);
+    let (pipeline_secs, _, _) = common::measure(&mut pipeline);
     std::fs::remove_file(&out).unwrap();
     let mut durable = Command::new("/usr/bin/time");
     durable.args(["-f", "maxrss=%M", "sh", "-c"]).arg(format!(
@@ -85,21 +52,11 @@ fn throughput_and_memory() {
          oflag=seek_bytes conv=notrunc,fdatasync status=none",
         scenario.disk.display()
     ));
-    let (durable_secs, _) = measure(durable);
+    let (durable_secs, _, _) = common::measure(&mut durable);
 
-    let mut updog = Command::new("/usr/bin/time");
-    updog
-        .args(["-f", "maxrss=%M"])
-        .arg(
-            std::env::var_os("UPDOG_BENCH_BIN")
-                .map_or_else(|| assert_cmd::cargo::cargo_bin("updog"), Into::into),
-        )
-        .arg("--config")
-        .arg(&scenario.config)
-        .arg("--disk")
-        .arg(&scenario.disk)
-        .args(["-q", "update"]);
-    let (updog_secs, rss) = measure(updog);
+    let mut updog = scenario.bench_updog();
+    updog.args(["-q", "update"]);
+    let (updog_secs, rss, _) = common::measure(&mut updog);
     scenario.assert_set_b_holds(&release);
     let compressed = std::fs::metadata(&served).unwrap().len();
     println!(

@@ -552,7 +552,9 @@ impl Repository {
     }
 }
 
-/// A static HTTP server (Python's `http.server`) on 127.0.0.1 serving `dir`; stopped on drop.
+/// A static HTTP server (`e2e/scripts/range-server.py`: Python's `http.server` plus single
+/// byte ranges, which the delta path reads the store with) on 127.0.0.1 serving `dir`;
+/// stopped on drop.
 #[derive(Debug)]
 pub struct HttpServer {
     child: Child,
@@ -565,21 +567,16 @@ impl HttpServer {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/range-server.py");
         let child = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
+            .arg(script)
+            .arg(port.to_string())
             .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(log).unwrap())
             .spawn()
-            .expect("start python3 -m http.server");
+            .expect("start python3 e2e/scripts/range-server.py");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(

@@ -170,16 +170,31 @@ pub async fn run(
     }
 
     // 6. The images: by the delta path when there is one, else (or when it fails) in full.
+    let datastore = &session.settings.paths.datastore;
+    let resume = match &delta {
+        Some(loaded) => {
+            let resume = delta_path::resuming(datastore, loaded);
+            delta_path::mark_started(datastore, loaded)?;
+            resume
+        }
+        None => false,
+    };
     let mut reports = Vec::new();
     for (i, ((image, name), target)) in IMAGES.iter().zip(&names).zip(&targets).enumerate() {
-        // Seeds: the running set first, then the inactive set's other partitions (not yet
-        // overwritten when this image is written).
-        let mut seeds = running.clone();
-        seeds.extend(targets.iter().skip(i + 1).cloned());
+        let seeds = delta_path::seeds(&running, &targets, i);
         let report = match &delta {
             Some(loaded) => {
                 match delta_path::write_image(
-                    &session, loaded, image, name, target, &seeds, progress,
+                    &session,
+                    loaded,
+                    delta_path::Job {
+                        role: image,
+                        name,
+                        dest: target,
+                        seeds,
+                        resume,
+                    },
+                    progress,
                 )
                 .await
                 {
@@ -193,6 +208,10 @@ pub async fn run(
             None => write_one(&session, image, name, target, progress).await?,
         };
         reports.push(report);
+    }
+
+    if delta.is_some() {
+        delta_path::mark_finished(datastore)?;
     }
 
     // The written set needs these migrations until the host runs it: recorded before it can
@@ -209,7 +228,16 @@ pub async fn run(
     });
     finish(source, timeout, active, flip).await?;
     progress.event(Event::Phase { phase: "done" });
-    tracing::info!(version = %update.version, set = %inactive, applied = flip, "update written");
+    let downloaded: u64 = reports.iter().map(|r| r.downloaded).sum();
+    let by_delta = reports.iter().filter(|r| r.via == "delta").count();
+    tracing::info!(
+        version = %update.version,
+        set = %inactive,
+        applied = flip,
+        downloaded,
+        images_by_delta = by_delta,
+        "update written"
+    );
 
     if mode == Mode::ApplyAndReboot {
         reboot().await?;

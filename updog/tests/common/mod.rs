@@ -57,6 +57,25 @@ pub struct Request {
     pub range: Option<String>,
 }
 
+/// The bytes of `path`, read once per version of the file (benchmarks serve the same large
+/// store to hundreds of range requests).
+fn read_cached(path: &Path) -> std::io::Result<Arc<Vec<u8>>> {
+    type Cache = HashMap<(PathBuf, std::time::SystemTime, u64), Arc<Vec<u8>>>;
+    static CACHE: std::sync::OnceLock<Mutex<Cache>> = std::sync::OnceLock::new();
+    let meta = fs::metadata(path)?;
+    let key = (path.to_owned(), meta.modified()?, meta.len());
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(data) = cache.lock().unwrap().get(&key) {
+        return Ok(data.clone());
+    }
+    let data = Arc::new(fs::read(path)?);
+    let mut cache = cache.lock().unwrap();
+    // Keep only the newest version of each file.
+    cache.retain(|(p, ..), _| p != path);
+    cache.insert(key, data.clone());
+    Ok(data)
+}
+
 /// A static file server on 127.0.0.1:0 with `Range` support and injectable faults.
 pub struct Server {
     pub port: u16,
@@ -187,8 +206,8 @@ fn serve(stream: TcpStream, state: &Mutex<ServerState>) -> std::io::Result<()> {
             (state.root.join(path.trim_start_matches('/')), fault)
         };
         let data = match &fault {
-            Some(Fault::ChangeAfter { body, .. }) => Ok(body.clone()),
-            _ => fs::read(&file),
+            Some(Fault::ChangeAfter { body, .. }) => Ok(Arc::new(body.clone())),
+            _ => read_cached(&file),
         };
         let Ok(data) = data else {
             if let Some(Fault::StallAfter { .. }) = fault {
@@ -743,6 +762,75 @@ impl Scenario {
             let (offset, _) = partition_range(n);
             let on_disk = read_range(&self.disk, offset, data.len());
             assert!(on_disk == *data, "partition {n} does not hold its image");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmarks
+
+/// The root image size a benchmark asks for in MiB (environment variable `var`, default 256),
+/// checked against the test disk's ROOT partition.
+pub fn bench_root_mib(var: &str) -> usize {
+    let mib: usize = std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    // ROOT-B (partition 9) is 460 MiB per GiB of the OS image.
+    let (_, root_b) = partition_range(9);
+    assert!(
+        (mib as u64) << 20 <= root_b,
+        "the test disk's ROOT partition holds {} MiB: set UPDOG_TEST_OS_IMAGE_GIB to 4 or 8",
+        root_b >> 20
+    );
+    mib
+}
+
+/// Wall seconds, peak RSS (KiB) and stderr of a command run under `/usr/bin/time -f
+/// maxrss=%M` (see [`Scenario::bench_updog`]); it must succeed.
+pub fn measure(command: &mut std::process::Command) -> (f64, u64, String) {
+    let started = std::time::Instant::now();
+    let output = command.output().unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    let rss = stderr
+        .lines()
+        .rev()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("maxrss=")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    (elapsed, rss, stderr)
+}
+
+impl Scenario {
+    /// The updog a benchmark measures, on this scenario's config and disk, under
+    /// `/usr/bin/time -f maxrss=%M` (see [`measure`]): `UPDOG_BENCH_BIN` (a release build, as
+    /// hosts get it), else the one this test target built.
+    pub fn bench_updog(&self) -> std::process::Command {
+        let mut updog = std::process::Command::new("/usr/bin/time");
+        updog
+            .args(["-f", "maxrss=%M"])
+            .arg(
+                std::env::var_os("UPDOG_BENCH_BIN")
+                    .map_or_else(|| assert_cmd::cargo::cargo_bin("updog"), Into::into),
+            )
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--disk")
+            .arg(&self.disk);
+        updog
+    }
+
+    /// Write `release`'s images into set A (partitions 3, 4, 5): the host runs it.
+    pub fn install_in_set_a(&self, release: &Release) {
+        let disk = fs::OpenOptions::new().write(true).open(&self.disk).unwrap();
+        for (n, data) in [(3, &release.boot), (4, &release.root), (5, &release.hash)] {
+            let (offset, _) = partition_range(n);
+            disk.write_all_at(data, offset).unwrap();
         }
     }
 }
