@@ -207,9 +207,17 @@ fn publish_to_s3_then_extend_validate_and_refresh_from_s3() {
     let kinds: Vec<&str> = files.iter().map(|f| f["kind"].as_str().unwrap()).collect();
     let first_metadata = kinds.iter().position(|k| *k != "target").unwrap();
     assert_eq!(
-        first_metadata, 4,
-        "boot, root, hash and manifest first: {kinds:?}"
+        first_metadata, 6,
+        "boot, root, hash, the delta index and store, and the manifest first: {files:?}"
     );
+    for suffix in ["-delta.index", "-delta.store"] {
+        assert!(
+            files[..first_metadata]
+                .iter()
+                .any(|f| f.to_string().contains(suffix)),
+            "{suffix} uploaded with the targets: {files:?}"
+        );
+    }
     assert!(kinds[first_metadata..].iter().all(|k| *k != "target"));
     assert_eq!(kinds.last(), Some(&"timestamp"));
     let put = puts(world);
@@ -220,11 +228,11 @@ fn publish_to_s3_then_extend_validate_and_refresh_from_s3() {
             .ends_with("/repo/aws-dev/x86_64/timestamp.json")
     );
     assert!(
-        put[..4].iter().all(|p| p.contains("/repo/targets/")),
+        put[..6].iter().all(|p| p.contains("/repo/targets/")),
         "{put:?}"
     );
     assert!(
-        put[4].ends_with("/1.root.json"),
+        put[6].ends_with("/1.root.json"),
         "root chain before targets.json: {put:?}"
     );
     assert_eq!(versions(&manifest_over_s3(world, &release.root)), ["1.0.0"]);
