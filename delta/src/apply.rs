@@ -6,13 +6,13 @@
 //!    Then it reads the seed partitions (the running set's, read-only; then the destination's
 //!    blocks that are already right) and finds every other block of the new image there by
 //!    its hash. What is found nowhere is missing, and fetched.
-//! 2. [`Plan::copy_seeded`] copies the found blocks, checking each one's hash as read (a seed
-//!    that changed or lied becomes missing), and writes the zero blocks.
-//! 3. [`Plan::ranges`] lists the store byte ranges that hold the missing blocks, neighbours
+//! 2. [`Plan::ranges`] lists the store byte ranges that hold the missing blocks, neighbours
 //!    coalesced into one request; [`Plan::apply`] checks each fetched block against its hash
 //!    in the index before it is written.
-//! 4. [`Plan::finish`] syncs the partition and reads the image back: its SHA-256 must be the
-//!    index's, or the image is refused.
+//! 3. [`Plan::finish`] writes the rest in order (the blocks found in a seed, and the zeros),
+//!    computing the whole image's SHA-256 as it goes on another thread (the blocks already in
+//!    place are read back for it), syncs, and refuses the image unless that SHA-256 is the
+//!    index's: a seed that changed since the plan, or lied, fails here.
 use crate::error::{self, Result};
 use crate::index::{BLOCK_SIZE, ImageIndex, block_hash};
 use aws_lc_rs::digest::{Context, SHA256};
@@ -82,8 +82,6 @@ pub struct Stats {
     pub copied: u64,
     /// Blocks written from fetched frames.
     pub fetched_blocks: u64,
-    /// Seed blocks whose bytes did not match when copied (then fetched).
-    pub bad_seed_blocks: u64,
     /// Blocks found nowhere on the host when planned (fetched).
     pub missing: u64,
 }
@@ -201,75 +199,6 @@ impl<'a> Plan<'a> {
         self.stats
     }
 
-    /// Copy every block found in a seed (checking each as read) and write the zero blocks.
-    pub fn copy_seeded(&mut self) -> Result<()> {
-        let n = self.blocks.len();
-        let mut i = 0;
-        let mut buf = vec![0_u8; IO_CHUNK];
-        while i < n {
-            match self.blocks[i] {
-                Block::Zero => {
-                    let mut k = 1;
-                    while i + k < n && k < IO_BLOCKS && self.blocks[i + k] == Block::Zero {
-                        k += 1;
-                    }
-                    let len = self.run_len(i, k);
-                    buf[..len].fill(0);
-                    self.write(i, &buf[..len])?;
-                    self.blocks[i..i + k].fill(Block::Done);
-                    self.stats.zeros += k as u64;
-                    i += k;
-                }
-                Block::Copy { source, block } => {
-                    let mut k = 1;
-                    while i + k < n
-                        && k < IO_BLOCKS
-                        && self.blocks[i + k]
-                            == (Block::Copy {
-                                source,
-                                block: block + k as u32,
-                            })
-                    {
-                        k += 1;
-                    }
-                    let extent = self.source(source);
-                    let at = u64::from(block) * BLOCK_SIZE as u64;
-                    let len = (k * BLOCK_SIZE).min((extent.len.saturating_sub(at)) as usize);
-                    buf[..k * BLOCK_SIZE].fill(0);
-                    extent
-                        .file
-                        .read_exact_at(&mut buf[..len], extent.offset + at)
-                        .context(error::ReadSnafu {
-                            what: "a seed partition",
-                        })?;
-                    // Check every block; write the run up to the first bad one.
-                    let mut good = 0;
-                    while good < k
-                        && block_hash(&buf[good * BLOCK_SIZE..][..self.image.block_len(i + good)])
-                            == self.image.blocks[i + good]
-                    {
-                        good += 1;
-                    }
-                    if good > 0 {
-                        let len = self.run_len(i, good);
-                        self.write(i, &buf[..len])?;
-                        self.blocks[i..i + good].fill(Block::Done);
-                        self.stats.copied += good as u64;
-                    }
-                    if good < k {
-                        tracing::warn!(image = %self.image.role, block = i + good, "a seed block changed or does not match its hash; fetching it");
-                        self.blocks[i + good] = Block::Missing;
-                        self.stats.bad_seed_blocks += 1;
-                        good += 1;
-                    }
-                    i += good;
-                }
-                Block::Done | Block::Missing => i += 1,
-            }
-        }
-        Ok(())
-    }
-
     /// The store ranges holding every missing block: each needed frame once, neighbours less
     /// than `gap` bytes apart joined, no range over `max_len` (unless one frame is).
     pub fn ranges(&self, gap: u64, max_len: u64) -> Vec<StoreRange> {
@@ -356,24 +285,34 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
-    /// Sync the destination and check the whole image against the index's SHA-256.
-    pub fn finish(self) -> Result<Stats> {
-        let left = self.blocks.iter().filter(|b| **b != Block::Done).count();
-        ensure!(
-            left == 0,
-            error::BadPieceSnafu {
-                image: &self.image.role,
-                offset: 0_u64,
-                end: 0_u64,
-                reason: format!(
-                    "{left} blocks were never written (the fetched ranges missed them)"
-                ),
-            }
-        );
+    /// Write the rest of the image in order (blocks found in a seed; zeros) while computing the whole image's SHA-256 over every block (the ones already in
+    /// place and the fetched ones read back), sync, and check that SHA-256 against the index.
+    /// Every missing block must have been fetched ([`Plan::apply`]) first. A seed block that
+    /// changed since the plan makes the SHA-256 differ: an error, and the caller writes the
+    /// full image instead.
+    pub fn finish(mut self) -> Result<Stats> {
+        // The SHA-256 runs on its own thread, one buffer behind the reads and writes.
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+        let (written, actual) = std::thread::scope(|scope| {
+            let hasher = scope.spawn(move || {
+                let mut digest = Context::new(&SHA256);
+                for chunk in receiver {
+                    digest.update(&chunk);
+                }
+                let mut out = [0_u8; 32];
+                out.copy_from_slice(digest.finish().as_ref());
+                out
+            });
+            let written = self.write_in_order(&sender);
+            drop(sender);
+            // The hasher only ends with its channel; a panic there is a bug, reported as a
+            // digest of zeros (which never matches).
+            (written, hasher.join().unwrap_or([0; 32]))
+        });
+        written?;
         self.dest.file.sync_data().context(error::WriteSnafu {
             what: "the destination partition",
         })?;
-        let actual = digest_extent(self.dest, self.image.size)?;
         ensure!(
             actual == self.image.sha256,
             error::DigestSnafu {
@@ -383,6 +322,87 @@ impl<'a> Plan<'a> {
             }
         );
         Ok(self.stats)
+    }
+
+    /// The pass of [`Plan::finish`]: every block in order, written unless already in place,
+    /// and sent to `digest`.
+    fn write_in_order(&mut self, digest: &std::sync::mpsc::SyncSender<Vec<u8>>) -> Result<()> {
+        let n = self.blocks.len();
+        let mut i = 0;
+        while i < n {
+            let kind = self.blocks[i];
+            let k = self.run(i);
+            let len = self.run_len(i, k);
+            let mut buf = vec![0_u8; len];
+            match kind {
+                Block::Missing => {
+                    let left = self.blocks.iter().filter(|b| **b == Block::Missing).count();
+                    return Err(self.bad_piece(
+                        0,
+                        0,
+                        format!(
+                            "{left} blocks were never written (the fetched ranges missed them)"
+                        ),
+                    ));
+                }
+                Block::Zero => {
+                    self.write(i, &buf)?;
+                    self.stats.zeros += k as u64;
+                }
+                Block::Done => {
+                    self.dest
+                        .file
+                        .read_exact_at(&mut buf, self.dest.offset + (i * BLOCK_SIZE) as u64)
+                        .context(error::ReadSnafu {
+                            what: "the written partition",
+                        })?;
+                }
+                Block::Copy { source, block } => {
+                    // Found by its hash when planned; checked again by the image's SHA-256.
+                    let extent = self.source(source);
+                    let at = u64::from(block) * BLOCK_SIZE as u64;
+                    let avail = len.min(extent.len.saturating_sub(at) as usize);
+                    extent
+                        .file
+                        .read_exact_at(&mut buf[..avail], extent.offset + at)
+                        .context(error::ReadSnafu {
+                            what: "a seed partition",
+                        })?;
+                    self.write(i, &buf)?;
+                    self.stats.copied += k as u64;
+                }
+            }
+            if digest.send(buf).is_err() {
+                break;
+            }
+            self.blocks[i..i + k].fill(Block::Done);
+            i += k;
+        }
+        Ok(())
+    }
+
+    /// Blocks from `i` that [`Plan::finish`] handles as one run: of the same kind, at most
+    /// [`IO_BLOCKS`], and for copies consecutive in the same seed.
+    fn run(&self, i: usize) -> usize {
+        let n = self.blocks.len();
+        let mut k = 1;
+        while i + k < n && k < IO_BLOCKS {
+            let next = self.blocks[i + k];
+            let same = match self.blocks[i] {
+                Block::Copy { source, block } => {
+                    next == Block::Copy {
+                        source,
+                        block: block + k as u32,
+                    }
+                }
+                kind => next == kind,
+            };
+            if !same {
+                break;
+            }
+            k += 1;
+        }
+        k
     }
 
     fn bad_piece(&self, offset: u64, end: u64, reason: String) -> error::Error {
@@ -542,16 +562,4 @@ fn read_extent(
         at += n as u64;
     }
     Ok(())
-}
-
-/// SHA-256 of the first `len` bytes of `extent`.
-pub fn digest_extent(extent: Extent<'_>, len: u64) -> Result<[u8; 32]> {
-    let mut context = Context::new(&SHA256);
-    read_extent(extent, len, "the written partition", |chunk| {
-        context.update(chunk);
-        true
-    })?;
-    let mut out = [0_u8; 32];
-    out.copy_from_slice(context.finish().as_ref());
-    Ok(out)
 }

@@ -238,6 +238,13 @@ pub fn build_files(
         .write_all(&built.index.encode()?)
         .and_then(|()| index.as_file().sync_all())
         .context(write_err(index_out))?;
+    // Published files: readable by everyone, like every other target (a temporary file is
+    // created 0600).
+    use std::os::unix::fs::PermissionsExt;
+    for file in [store.as_file(), index.as_file()] {
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .context(write_err(store_out))?;
+    }
     store
         .persist(store_out)
         .map_err(|e| e.error)

@@ -19,7 +19,7 @@ mod build;
 pub mod error;
 mod index;
 
-pub use apply::{Extent, Plan, Seed, Stats, StoreRange, digest_extent};
+pub use apply::{Extent, Plan, Seed, Stats, StoreRange};
 pub use build::{BuildOptions, Built, DEFAULT_LEVEL, Source, build, build_files};
 pub use error::{Error, Result};
 pub use index::{BLOCK_SIZE, Frame, ImageIndex, Index, block_hash, sha256};

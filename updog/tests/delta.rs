@@ -128,14 +128,34 @@ fn a_patch_release_fetches_only_what_changed_and_a_rerun_fetches_nothing() {
 #[test]
 fn a_run_killed_while_fetching_is_resumed_keeping_what_it_wrote() {
     use std::io::BufRead;
-    let (old, new) = releases();
+    // 40 single changed blocks spread over the root: 40 store frames, fetched as separate
+    // ranges (the unchanged blocks' frames lie between them).
+    let old = Release::new("1.0.0", 31);
+    let mut new = Release::new("1.1.0", 31);
+    let changed: Vec<usize> = (0..40).map(|j| 10 + j * 17).collect();
+    for (j, b) in changed.iter().enumerate() {
+        new.root[b * 4096..(b + 1) * 4096]
+            .copy_from_slice(&common::mixed_data(4096, 1000 + 2 * j as u64));
+    }
+    new.delta = true;
     let scenario = Scenario::new(&new, past());
     scenario.install_in_set_a(&old);
-    // The store answers with headers and then nothing: the run is killed once the root's
-    // seeded blocks are written and its fetches hang.
+    let (index_name, store_name) = delta::target_names(&new.names()[0]);
+    let index =
+        delta::Index::decode(&std::fs::read(scenario.served_target(&index_name)).unwrap()).unwrap();
+    let root = index.image("root").unwrap();
+    let frames: Vec<delta::Frame> = changed.iter().map(|b| root.frames[*b]).collect();
+    assert!(
+        frames.windows(2).all(|w| w[0].offset < w[1].offset),
+        "40 distinct frames in order: {frames:?}"
+    );
+    let total: u64 = frames.iter().map(|f| u64::from(f.len)).sum();
+    // The store is served up to the 20th changed block's frame, then stalls: the first run
+    // writes what it got and hangs; it is killed there (as a reboot or an OOM kill would).
+    let stall_at = frames[20].offset;
     scenario
         .server
-        .fault("-delta.store", common::Fault::StallAfter { bytes: 0 });
+        .fault(&store_name, common::Fault::StallAfter { bytes: stall_at });
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("updog"))
         .arg("--config")
         .arg(&scenario.config)
@@ -153,8 +173,30 @@ fn a_run_killed_while_fetching_is_resumed_keeping_what_it_wrote() {
             break;
         }
     }
-    // Let the first requests go out, then kill it (as a reboot or an OOM kill would).
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Wait until a request reaching the stall point went out, then give the ranges before it
+    // time to be written.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !scenario.server.log().iter().any(|r| {
+        r.range
+            .as_deref()
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.split('-').nth(1))
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some_and(|end| end >= stall_at)
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no request reached the stall at {stall_at}: {:?}",
+            scenario
+                .server
+                .log()
+                .iter()
+                .filter_map(|r| r.range.clone())
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(
@@ -163,25 +205,27 @@ fn a_run_killed_while_fetching_is_resumed_keeping_what_it_wrote() {
         "the set stays unbootable"
     );
 
+    let first_run: Vec<String> = scenario
+        .server
+        .log()
+        .iter()
+        .filter_map(|r| r.range.clone())
+        .collect();
     scenario.server.clear_faults();
     scenario.server.clear_log();
-    let stderr = update(&scenario);
+    update(&scenario);
     scenario.assert_set_b_holds(&new);
-    // The re-run read set B first and kept the blocks the killed run had copied.
-    let root_plan = stderr
-        .lines()
-        .find(|l| l.contains("delta plan") && l.contains("image=\"root\""))
-        .unwrap();
-    let kept: u64 = root_plan
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("already_there="))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(kept >= 600, "{root_plan}");
-    // It fetched what was still missing (the changed blocks), and no full image.
+    // The re-run read set B first and kept the blocks the killed run had fetched: it fetches
+    // what was still missing (the frames from the stall on, the boot image's change, and the
+    // few ranges that were in flight), not all 40.
     let (bytes, _) = store_fetched(&scenario);
-    assert!((64 << 10..68 << 10).contains(&bytes), "fetched {bytes}");
+    let before_stall: u64 = frames[..20].iter().map(|f| u64::from(f.len)).sum();
+    let after_stall = total - before_stall;
+    assert!(
+        bytes >= after_stall && bytes <= after_stall + 4 * 4200 + 4096,
+        "re-run fetched {bytes}; {after_stall} of the root's {total} were past the stall; \
+         first run {first_run:?}"
+    );
     assert!(full_images_fetched(&scenario).is_empty());
     assert!(
         !scenario

@@ -181,7 +181,7 @@ pub async fn run(
     };
     let mut reports = Vec::new();
     for (i, ((image, name), target)) in IMAGES.iter().zip(&names).zip(&targets).enumerate() {
-        let seeds = delta_path::seeds(&running, &targets, i);
+        let seeds = delta_path::seeds(&running, i);
         let report = match &delta {
             Some(loaded) => {
                 match delta_path::write_image(
@@ -208,10 +208,6 @@ pub async fn run(
             None => write_one(&session, image, name, target, progress).await?,
         };
         reports.push(report);
-    }
-
-    if delta.is_some() {
-        delta_path::mark_finished(datastore)?;
     }
 
     // The written set needs these migrations until the host runs it: recorded before it can

@@ -32,7 +32,8 @@ pub enum Fault {
     /// Close the connection after this many body bytes, `times` times.
     DropAfter { bytes: u64, times: u32 },
     /// Send the file up to this absolute offset, then nothing for a long time (a resumed
-    /// request starting at or after it gets nothing at all).
+    /// request starting at or after it gets nothing at all; a range ending before it is
+    /// served whole).
     StallAfter { bytes: u64 },
     /// Send the file up to this absolute offset, then one byte every `every` (never idle long
     /// enough for an idle timeout).
@@ -253,6 +254,13 @@ fn serve(stream: TcpStream, state: &Mutex<ServerState>) -> std::io::Result<()> {
                 stream.flush()?;
                 let _ = stream.shutdown(std::net::Shutdown::Both);
                 return Ok(());
+            }
+            // A range that ends before the stall point is served whole (and the connection
+            // kept).
+            Some(Fault::StallAfter { bytes })
+                if start.unwrap_or(0) + body.len() as u64 <= bytes =>
+            {
+                stream.write_all(body)?;
             }
             Some(Fault::StallAfter { bytes }) => {
                 let n = (bytes.saturating_sub(start.unwrap_or(0)) as usize).min(body.len());
