@@ -92,6 +92,8 @@ pub struct Plan<'a> {
     image: &'a ImageIndex,
     dest: Extent<'a>,
     seeds: Vec<Seed<'a>>,
+    /// Bytes of each seed that were hashed (what a copy may read).
+    seed_lens: Vec<u64>,
     blocks: Vec<Block>,
     stats: Stats,
 }
@@ -155,6 +157,7 @@ impl<'a> Plan<'a> {
             .collect();
         needed.sort_unstable();
         let mut unresolved = needed.len();
+        let mut seed_lens = Vec::with_capacity(seeds.len());
         // 3. The seeds, in order of preference, then the destination's ready blocks.
         for (number, seed) in seeds.iter().enumerate() {
             if unresolved == 0 {
@@ -163,11 +166,12 @@ impl<'a> Plan<'a> {
             let mut j = 0_u32;
             let source = u16::try_from(number).unwrap_or(FROM_DEST - 1);
             let len = used_len(seed.extent);
+            seed_lens.push(len);
             for_each_block(seed.extent, len, &seed.name, |hash| {
                 if hash != zero {
                     resolve(&needed, &mut blocks, &mut unresolved, hash, source, j);
                 }
-                j += 1;
+                j = j.saturating_add(1);
                 // Nothing left to find: the rest of the seeds need not be read.
                 unresolved > 0
             })?;
@@ -189,6 +193,7 @@ impl<'a> Plan<'a> {
             image,
             dest,
             seeds,
+            seed_lens,
             blocks,
             stats,
         })
@@ -215,8 +220,8 @@ impl<'a> Plan<'a> {
         for (offset, len) in frames {
             match out.last_mut() {
                 Some(last)
-                    if offset <= last.offset + last.len + gap
-                        && offset + len - last.offset <= max_len =>
+                    if offset <= last.offset.saturating_add(last.len).saturating_add(gap)
+                        && offset.saturating_add(len) - last.offset <= max_len =>
                 {
                     last.len = (offset + len).max(last.offset + last.len) - last.offset;
                 }
@@ -291,6 +296,16 @@ impl<'a> Plan<'a> {
     /// changed since the plan makes the SHA-256 differ: an error, and the caller writes the
     /// full image instead.
     pub fn finish(mut self) -> Result<Stats> {
+        // Everything fetched? (Otherwise fail now, before writing anything: the caller falls
+        // back to the full image.)
+        let missing = self.missing().count();
+        ensure!(
+            missing == 0,
+            error::IncompleteSnafu {
+                image: &self.image.role,
+                missing,
+            }
+        );
         // The SHA-256 runs on its own thread, one buffer behind the reads and writes.
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
         let (written, actual) = std::thread::scope(|scope| {
@@ -336,14 +351,11 @@ impl<'a> Plan<'a> {
             let mut buf = vec![0_u8; len];
             match kind {
                 Block::Missing => {
-                    let left = self.blocks.iter().filter(|b| **b == Block::Missing).count();
-                    return Err(self.bad_piece(
-                        0,
-                        0,
-                        format!(
-                            "{left} blocks were never written (the fetched ranges missed them)"
-                        ),
-                    ));
+                    return error::IncompleteSnafu {
+                        image: &self.image.role,
+                        missing: self.missing().count(),
+                    }
+                    .fail();
                 }
                 Block::Zero => {
                     self.write(i, &buf)?;
@@ -359,9 +371,11 @@ impl<'a> Plan<'a> {
                 }
                 Block::Copy { source, block } => {
                     // Found by its hash when planned; checked again by the image's SHA-256.
-                    let extent = self.source(source);
+                    // Only the bytes that were hashed are read (the rest of a short last
+                    // block is zeros, as it was hashed).
+                    let (extent, hashed) = self.source(source);
                     let at = u64::from(block) * BLOCK_SIZE as u64;
-                    let avail = len.min(extent.len.saturating_sub(at) as usize);
+                    let avail = len.min(hashed.saturating_sub(at) as usize);
                     extent
                         .file
                         .read_exact_at(&mut buf[..avail], extent.offset + at)
@@ -389,12 +403,9 @@ impl<'a> Plan<'a> {
         while i + k < n && k < IO_BLOCKS {
             let next = self.blocks[i + k];
             let same = match self.blocks[i] {
-                Block::Copy { source, block } => {
-                    next == Block::Copy {
-                        source,
-                        block: block + k as u32,
-                    }
-                }
+                Block::Copy { source, block } => block
+                    .checked_add(k as u32)
+                    .is_some_and(|b| next == Block::Copy { source, block: b }),
                 kind => next == kind,
             };
             if !same {
@@ -414,11 +425,16 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn source(&self, source: u16) -> Extent<'a> {
+    /// Seed `source` and how many of its bytes were hashed.
+    fn source(&self, source: u16) -> (Extent<'a>, u64) {
         if source == FROM_DEST {
-            self.dest
+            (self.dest, self.image.size)
         } else {
-            self.seeds[source as usize].extent
+            let i = source as usize;
+            (
+                self.seeds[i].extent,
+                self.seed_lens.get(i).copied().unwrap_or(0),
+            )
         }
     }
 

@@ -55,6 +55,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// Blocks of the image were never fetched (a range failed or was not applied).
+    #[snafu(display("{missing} blocks of image {image} were never fetched"))]
+    Incomplete {
+        /// The image.
+        image: String,
+        /// Blocks still missing.
+        missing: usize,
+    },
+
     /// The fetched bytes do not cover the range asked for.
     #[snafu(display("Store range {offset}+{len} answered with {got} bytes"))]
     ShortRange {

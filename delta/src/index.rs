@@ -229,7 +229,8 @@ impl Index {
                     u64::from_le_bytes(b)
                 })
                 .collect();
-            let mut frames = Vec::with_capacity(nblocks);
+            // Grown as entries parse (a bad count must not reserve memory up front).
+            let mut frames = Vec::new();
             for _ in 0..nblocks {
                 let frame = match r.varint()? {
                     0 => Frame { offset: 0, len: 0 },
@@ -247,7 +248,7 @@ impl Index {
                     code => {
                         let len = code - 2;
                         ensure!(
-                            len <= max_frame,
+                            len > 0 && len <= max_frame,
                             error::BadIndexSnafu {
                                 reason: format!("a frame of {len} bytes in image {role}")
                             }

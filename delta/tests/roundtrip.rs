@@ -54,6 +54,23 @@ fn file_with(bytes: &[u8], dir: &tempfile::TempDir, name: &str) -> File {
         .unwrap()
 }
 
+/// The whole of `file` (`len` bytes) as a partition.
+fn whole(file: &File, len: u64) -> Extent<'_> {
+    Extent {
+        file,
+        offset: 0,
+        len,
+    }
+}
+
+/// `file` as the one seed, named "active".
+fn active(file: &File, len: u64) -> Vec<Seed<'_>> {
+    vec![Seed {
+        extent: whole(file, len),
+        name: "active".to_owned(),
+    }]
+}
+
 /// Write `image` of `published` into `dest` (starting at `offset`) seeded by `seed`; returns
 /// the store bytes fetched.
 fn update(
@@ -147,19 +164,8 @@ fn a_seed_that_changes_under_the_plan_is_refused() {
     let seed = file_with(&new, &dir, "active");
     let dest = file_with(&vec![0_u8; 2 << 20], &dir, "inactive");
     let image = published.index.image("root").unwrap();
-    let seeds = vec![Seed {
-        extent: Extent {
-            file: &seed,
-            offset: 0,
-            len: 2 << 20,
-        },
-        name: "active".to_owned(),
-    }];
-    let dest_extent = Extent {
-        file: &dest,
-        offset: 0,
-        len: 2 << 20,
-    };
+    let seeds = active(&seed, 2 << 20);
+    let dest_extent = whole(&dest, 2 << 20);
     let plan = Plan::new(image, dest_extent, seeds, false).unwrap();
     assert_eq!(plan.fetch_bytes(0, 8 << 20), 0, "all of it is in the seed");
     // A flipped byte in the seed after planning: the image's SHA-256 does not match, and the
@@ -185,4 +191,68 @@ fn a_bad_index_is_an_error_not_a_panic() {
     let mut index = published.index.clone();
     index.store_len -= 1;
     assert!(Index::decode(&index.encode().unwrap()).is_err());
+}
+
+#[test]
+fn short_last_blocks_and_repeated_blocks_within_and_across_images() {
+    let dir = tempfile::tempdir().unwrap();
+    // 300 000 bytes: 73 blocks, the last one 1 010 bytes long. Block 5 repeats block 0, and
+    // the "hash" image repeats two root blocks.
+    let mut root = data(300_000, 11);
+    let first = root[..4096].to_vec();
+    root[5 * 4096..6 * 4096].copy_from_slice(&first);
+    let mut hash = data(10_000, 12);
+    hash[..4096].copy_from_slice(&first);
+    hash[4096..8192].copy_from_slice(&root[9 * 4096..10 * 4096]);
+    let published = publish(&[("root", &root), ("hash", &hash)]);
+    let image = published.index.image("root").unwrap();
+    assert_eq!(
+        image.frames[0], image.frames[5],
+        "a repeat shares its frame"
+    );
+    let hash_image = published.index.image("hash").unwrap();
+    assert_eq!(hash_image.frames[0], image.frames[0]);
+    // The seed holds the old root with a different tail (the last block's bytes past the
+    // image end are not zeros there), so the short last block is fetched, not copied wrong.
+    let mut old = root.clone();
+    old[150_000..160_000].fill(7);
+    old.extend_from_slice(&[9_u8; 5000]);
+    let seed = file_with(&old, &dir, "active");
+    let dest = file_with(&vec![0x33_u8; 400_000], &dir, "inactive");
+    let (fetched, _) = update(&published, "root", &dest, 400_000, &seed, false).unwrap();
+    assert!(fetched > 0);
+    let written = std::fs::read(dir.path().join("inactive")).unwrap();
+    assert!(written[..root.len()] == root[..]);
+    // Past the image, the partition is untouched.
+    assert!(written[root.len()..].iter().all(|b| *b == 0x33));
+    let dest = file_with(&vec![0_u8; 20_000], &dir, "inactive-hash");
+    update(&published, "hash", &dest, 20_000, &seed, false).unwrap();
+    let written = std::fs::read(dir.path().join("inactive-hash")).unwrap();
+    assert!(written[..hash.len()] == hash[..]);
+}
+
+#[test]
+fn a_missing_range_fails_before_anything_is_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut new = data(1 << 20, 21);
+    new[(512 << 10)..(520 << 10)].copy_from_slice(&data(8 << 10, 22));
+    let old = data(1 << 20, 21);
+    let published = publish(&[("root", &new)]);
+    let seed = file_with(&old, &dir, "active");
+    let dest = file_with(&vec![0x44_u8; 1 << 20], &dir, "inactive");
+    let image = published.index.image("root").unwrap();
+    let seeds = active(&seed, 1 << 20);
+    let extent = whole(&dest, 1 << 20);
+    let plan = Plan::new(image, extent, seeds, false).unwrap();
+    assert!(!plan.ranges(0, 8 << 20).is_empty());
+    // The fetch failed: nothing applied. finish refuses at once, without copying.
+    let err = plan.finish().unwrap_err();
+    assert!(matches!(err, delta::Error::Incomplete { .. }), "{err}");
+    assert!(
+        std::fs::read(dir.path().join("inactive"))
+            .unwrap()
+            .iter()
+            .all(|b| *b == 0x44),
+        "nothing was written"
+    );
 }

@@ -4,7 +4,8 @@ Python's http.server ignores `Range`; updog's delta path reads the delta store w
 `Range: bytes=A-B` (or `bytes=A-`) per request, as S3 and CloudFront serve it. This answers
 those with 206 and only the asked bytes; anything else as http.server does.
 
-Usage: range-server.py PORT DIR
+Usage: range-server.py PORT DIR   (PORT 0: the kernel picks one; the first line on stderr says
+which, as http.server's does: "Serving HTTP on 127.0.0.1 port N")
 """
 import functools
 import http.server
@@ -54,4 +55,5 @@ if __name__ == "__main__":
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", port), functools.partial(Handler, directory=folder)
     )
+    print(f"Serving HTTP on 127.0.0.1 port {server.server_address[1]}", file=sys.stderr, flush=True)
     server.serve_forever()

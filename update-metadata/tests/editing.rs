@@ -179,3 +179,49 @@ fn save_is_atomic_and_keeps_unknown_fields() {
         .collect();
     assert_eq!(leftovers, ["manifest.json"]);
 }
+
+#[test]
+fn the_delta_field_is_kept_and_absent_when_there_is_none() {
+    let mut m = Manifest::default();
+    m.add_update(new("aws-dev", "x86_64", "1.0.0", None));
+    // No delta: the JSON is what the reference writes (no `delta` key at all).
+    let plain = m.to_json().unwrap();
+    assert!(!plain.contains("delta"), "{plain}");
+    let mut with_delta = new("aws-dev", "x86_64", "1.1.0", None);
+    with_delta.delta = Some(update_metadata::Delta {
+        index: "x-delta.index".into(),
+        store: "x-delta.store".into(),
+        extra: Default::default(),
+    });
+    m.add_update(with_delta);
+    let text = m.to_json().unwrap();
+    let back = Manifest::from_slice(text.as_bytes(), "test").unwrap();
+    assert_eq!(back, m);
+    let update = back
+        .updates
+        .iter()
+        .find(|u| u.version == v("1.1.0"))
+        .unwrap();
+    assert_eq!(update.delta.as_ref().unwrap().store, "x-delta.store");
+    // A reader that knows nothing of deltas (the reference's model: serde without
+    // deny_unknown_fields) reads the same update and its images.
+    #[derive(serde::Deserialize)]
+    struct ReferenceUpdate {
+        version: String,
+        images: std::collections::BTreeMap<String, String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ReferenceManifest {
+        updates: Vec<ReferenceUpdate>,
+    }
+    let reference: ReferenceManifest = serde_json::from_str(&text).unwrap();
+    let newest = reference
+        .updates
+        .iter()
+        .find(|u| u.version == "1.1.0")
+        .unwrap();
+    assert_eq!(newest.images["root"], "1.1.0-root");
+    // Re-adding with new images drops a delta made for the old ones.
+    m.add_update(new("aws-dev", "x86_64", "1.1.0", None));
+    assert!(m.updates.iter().all(|u| u.delta.is_none()));
+}

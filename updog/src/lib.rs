@@ -44,8 +44,9 @@ pub struct Checked {
     /// The update (its fields are the JSON's, as the reference prints them).
     #[serde(flatten)]
     pub update: Update,
-    /// Bytes to download, in full and by the delta path.
-    pub download: delta::Download,
+    /// Bytes to download, in full and by the delta path (with `--json` only: it reads the
+    /// disk; `null` when it cannot be told).
+    pub download: Option<delta::Download>,
 }
 
 /// What a command produced; its [`cli_support::Report`] impl (in [`output`]) says how it prints
@@ -83,7 +84,7 @@ pub async fn run(cli: &Cli, now: Timestamp) -> Result<Outcome> {
     let progress = Progress::for_process(cli.global.json);
     match &cli.command {
         Command::CheckUpdate(args) => {
-            commands::check_update::run(Inputs::from_cli(cli, now)?, args).await
+            commands::check_update::run(Inputs::from_cli(cli, now)?, args, cli.global.json).await
         }
         Command::Update(args) => {
             let mode = if args.reboot.reboot {

@@ -114,6 +114,7 @@ impl UpdogTransport {
             throughput: self.settings.throughput,
             waited: Duration::ZERO,
             offset,
+            start: offset,
             end,
             discard: 0,
             total: None,
@@ -123,8 +124,9 @@ impl UpdogTransport {
     }
 
     /// Bytes `offset..offset + len` of `url`, with one `Range` request (retried and resumed
-    /// like every transfer). A server that ignores `Range` is read from the start and the
-    /// bytes before `offset` are skipped. The caller verifies the bytes.
+    /// like every transfer; the minimum throughput counts this range's bytes). A server that
+    /// ignores `Range` (answers 200) is an error unless the range starts at 0: reading a file
+    /// piecewise from it would fetch it again and again. The caller verifies the bytes.
     pub async fn fetch_range(
         &self,
         url: &Url,
@@ -215,6 +217,8 @@ struct Download {
     waited: Duration,
     /// Bytes delivered so far.
     offset: u64,
+    /// Where this transfer started (a byte range's first byte; 0 for a whole file).
+    start: u64,
     /// Where to stop (exclusive), for a range request.
     end: Option<u64>,
     /// Bytes of the current response to skip (a server that ignored `Range`).
@@ -243,7 +247,7 @@ impl Download {
     /// How long the next wait for the server may last, and whether that limit is the
     /// throughput budget (rather than the idle timeout).
     fn next_wait(&self) -> (Duration, bool) {
-        match self.throughput.budget(self.offset) {
+        match self.throughput.budget(self.offset - self.start) {
             Some(budget) => {
                 let left = budget.saturating_sub(self.waited);
                 if left < self.idle {
@@ -262,7 +266,7 @@ impl Download {
             "too slow: {} bytes in {:.1} s of waiting for the server, below the minimum \
                  throughput of {} bytes/s after a {} s grace period \
                  (min_throughput_bytes_per_sec, throughput_grace_secs)",
-            self.offset,
+            self.offset - self.start,
             self.waited.as_secs_f64(),
             self.throughput.min_bytes_per_sec,
             self.throughput.grace.as_secs_f64()
@@ -344,6 +348,17 @@ impl Download {
                     self.discard = 0;
                     self.response = Some(response);
                     return Ok(());
+                }
+                200 if self.end.is_some() && self.offset > 0 => {
+                    // A byte-range read (the delta store) from a server that ignores Range:
+                    // every piece would cost the whole file up to it. Fail, so the caller
+                    // downloads the full images instead.
+                    return Err(TransportError::Request {
+                        url: self.url.to_string(),
+                        source: Box::new(std::io::Error::other(
+                            "the server ignores Range requests (answered 200 to a byte range)",
+                        )),
+                    });
                 }
                 200 => {
                     // Either a first request or a server that ignores Range.
@@ -544,6 +559,13 @@ mod tests {
         let chain = snafu::Report::from_error(&error).to_string();
         assert!(chain.contains("server answered 503"), "{chain}");
         assert!(fetch(format!("http://127.0.0.1:{port}/200")).is_none());
+        // A byte range answered with the whole file (200): an error, not a silent re-read.
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/200")).unwrap();
+        let error = runtime
+            .block_on(transport.fetch_range(&url, 5, 10))
+            .unwrap_err();
+        let chain = snafu::Report::from_error(&error).to_string();
+        assert!(chain.contains("ignores Range"), "{chain}");
         let error = fetch("file:///nonexistent/updog/file".to_owned()).unwrap();
         assert!(error.is_not_found(), "{error:?}");
         let error = fetch("ftp://127.0.0.1/x".to_owned()).unwrap();

@@ -7,7 +7,7 @@ use crate::session::{Inputs, Session};
 use crate::{Checked, Outcome};
 
 /// Select the update (or list every applicable one with `--all`).
-pub async fn run(inputs: Inputs, args: &CheckArgs) -> Result<Outcome> {
+pub async fn run(inputs: Inputs, args: &CheckArgs, json: bool) -> Result<Outcome> {
     let now = inputs.now;
     let disk = inputs.disk.clone();
     let session = Session::open(inputs.settings, now).await?;
@@ -28,6 +28,11 @@ pub async fn run(inputs: Inputs, args: &CheckArgs) -> Result<Outcome> {
         return Ok(Outcome::Check(None));
     };
     tracing::info!(version = %update.version, "update available");
-    let download = delta::estimate(&session, &update, &disk, !args.select.no_delta).await?;
+    // Only for --json (the text form is the reference's one line): the estimate reads the disk.
+    let download = if json {
+        delta::estimate(&session, &update, &disk, !args.select.no_delta).await
+    } else {
+        None
+    };
     Ok(Outcome::Check(Some(Checked { update, download })))
 }

@@ -122,7 +122,7 @@ pub async fn run(
 
     // The delta index, if the update has one and it can be used.
     let delta = match update.delta.as_ref().filter(|_| !args.no_delta) {
-        Some(names) => match delta_path::load(&session, names).await {
+        Some(names) => match delta_path::load(&session, names, true).await {
             Ok(loaded) => Some(loaded),
             Err(e) => {
                 tracing::warn!(error = %error::chain(&e), "the delta index cannot be used; downloading the full images");
@@ -174,7 +174,7 @@ pub async fn run(
     let resume = match &delta {
         Some(loaded) => {
             let resume = delta_path::resuming(datastore, loaded);
-            delta_path::mark_started(datastore, loaded)?;
+            delta_path::mark_started(datastore, loaded);
             resume
         }
         None => false,
