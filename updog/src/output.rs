@@ -9,16 +9,17 @@ fn line(update: &Update) -> String {
     format!("{} {}", update.variant, update.version)
 }
 
-/// `downloaded: 6241194 bytes (root 5.4 MB by the delta path, boot 1.3 kB ..., hash ...)`.
+/// `downloaded: 5069455 bytes (root 4.4 MB by the delta path, boot 1.3 kB by the delta
+/// path, hash 711.4 kB by the delta path)`.
 fn fetched_line(images: &[crate::images::ImageReport]) -> String {
     let total: u64 = images.iter().map(|i| i.downloaded).sum();
     let parts: Vec<String> = images
         .iter()
         .map(|i| {
             format!(
-                "{} {:.1} MB {}",
+                "{} {} {}",
                 i.image,
-                i.downloaded as f64 / 1e6,
+                human(i.downloaded),
                 if i.via == "delta" {
                     "by the delta path"
                 } else {
@@ -30,16 +31,26 @@ fn fetched_line(images: &[crate::images::ImageReport]) -> String {
     format!("downloaded: {total} bytes ({})", parts.join(", "))
 }
 
+/// Bytes for people: `812 B`, `2.1 kB`, `6.2 MB`, `1.4 GB` (decimal units).
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.1} kB", b / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", b / 1e6),
+        _ => format!("{:.1} GB", b / 1e9),
+    }
+}
+
 /// `download: 6.2 MB by the delta path (full images 158.8 MB)`.
 fn download_line(download: &crate::delta::Download) -> String {
-    let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
     match download.delta_bytes {
         Some(delta) => format!(
             "download: {} by the delta path (full images {})",
-            mb(delta),
-            mb(download.full_bytes)
+            human(delta),
+            human(download.full_bytes)
         ),
-        None => format!("download: {} (full images)", mb(download.full_bytes)),
+        None => format!("download: {} (full images)", human(download.full_bytes)),
     }
 }
 
