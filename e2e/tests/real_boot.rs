@@ -467,7 +467,6 @@ fn hosts_boot_through_our_grub_and_update_themselves() {
         .vm
         .transcript
         .iter()
-        .map(|l| strip_ansi(l))
         .rfind(|l| l.contains("update written") && l.contains("version=2.0.0"))
         .unwrap_or_else(|| panic!("no `update written` line for 2.0.0\n{}", host.vm.tail()));
     println!("in-guest update v1 -> v2: {}", written.trim());
@@ -592,22 +591,4 @@ fn hosts_boot_through_our_grub_and_update_themselves() {
     );
     drop(server);
     eprintln!("e2e: timings\n{}", t.summary());
-}
-
-/// `line` without its terminal colour codes (`ESC [ ... m`): the guest's console is a tty.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
