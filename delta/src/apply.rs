@@ -14,7 +14,7 @@
 //!    place are read back for it), syncs, and refuses the image unless that SHA-256 is the
 //!    index's: a seed that changed since the plan, or lied, fails here.
 use crate::error::{self, Result};
-use crate::index::{BLOCK_SIZE, ImageIndex, block_hash};
+use crate::index::{BLOCK_SIZE, ImageIndex, block_hash, zero_hash};
 use aws_lc_rs::digest::{Context, SHA256};
 use snafu::{ResultExt, ensure};
 use std::collections::BTreeMap;
@@ -119,7 +119,7 @@ impl<'a> Plan<'a> {
                 capacity: dest.len,
             }
         );
-        let zero = block_hash(&[0_u8; BLOCK_SIZE]);
+        let zero = zero_hash();
         let n = image.blocks.len();
         let mut blocks = vec![Block::Missing; n];
         // 1. The destination: what is already right stays (and can seed other blocks).
@@ -484,7 +484,7 @@ fn for_each_block(
     what: &str,
     mut f: impl FnMut(u64) -> bool,
 ) -> Result<()> {
-    let zero = block_hash(&[0_u8; BLOCK_SIZE]);
+    let zero = zero_hash();
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let mut hashes = Vec::with_capacity(IO_BLOCKS);
     let mut go_on = true;

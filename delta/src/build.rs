@@ -79,6 +79,7 @@ pub fn build<R: Read>(
             size += batch.len() as u64;
             // Which blocks are new (first of their bytes), then compress those on every core.
             let mut fresh: Vec<(usize, [u8; 32])> = Vec::new();
+            let mut in_batch = std::collections::HashSet::new();
             let mut kinds = Vec::new();
             for (i, block) in batch.chunks(BLOCK_SIZE).enumerate() {
                 blocks.push(block_hash(block));
@@ -87,7 +88,7 @@ pub fn build<R: Read>(
                     continue;
                 }
                 let digest = sha256(block);
-                if !seen.contains_key(&digest) && !fresh.iter().any(|(_, d)| *d == digest) {
+                if !seen.contains_key(&digest) && in_batch.insert(digest) {
                     fresh.push((i, digest));
                 }
                 kinds.push(Some(digest));

@@ -54,6 +54,12 @@ pub fn block_hash(block: &[u8]) -> u64 {
     u64::from_le_bytes(first)
 }
 
+/// The hash of a block of zeros (computed once).
+pub fn zero_hash() -> u64 {
+    static ZERO: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *ZERO.get_or_init(|| block_hash(&[0_u8; BLOCK_SIZE]))
+}
+
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     let mut out = [0_u8; 32];

@@ -80,18 +80,8 @@ struct PartitionWriter {
 
 impl PartitionWriter {
     fn open(target: &PartitionTarget) -> io::Result<PartitionWriter> {
-        use std::os::unix::fs::OpenOptionsExt;
         let file = open_partition(target)?;
-        let excl = if is_block_device(&target.path)? {
-            rustix::fs::OFlags::EXCL.bits().cast_signed()
-        } else {
-            0
-        };
-        let direct = OpenOptions::new()
-            .write(true)
-            .custom_flags(rustix::fs::OFlags::DIRECT.bits().cast_signed() | excl)
-            .open(&target.path)
-            .ok();
+        let direct = open_with(target, rustix::fs::OFlags::DIRECT).ok();
         Ok(PartitionWriter {
             file,
             direct,
@@ -137,16 +127,21 @@ fn is_block_device(path: &Path) -> io::Result<bool> {
 /// running root's dm-verity, so a wrong guess of the inactive set can never overwrite the
 /// running one.
 pub fn open_partition(target: &PartitionTarget) -> io::Result<File> {
+    open_with(target, rustix::fs::OFlags::empty())
+}
+
+/// [`open_partition`] with `flags` added (e.g. direct I/O).
+fn open_with(target: &PartitionTarget, flags: rustix::fs::OFlags) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let excl = if is_block_device(&target.path)? {
-        rustix::fs::OFlags::EXCL.bits().cast_signed()
+        rustix::fs::OFlags::EXCL
     } else {
-        0
+        rustix::fs::OFlags::empty()
     };
     OpenOptions::new()
         .read(true)
         .write(true)
-        .custom_flags(excl)
+        .custom_flags((flags | excl).bits().cast_signed())
         .open(&target.path)
 }
 

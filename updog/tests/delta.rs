@@ -108,6 +108,16 @@ fn a_patch_release_fetches_only_what_changed_and_a_rerun_fetches_nothing() {
         "fetched {bytes} bytes of store in {requests} requests\n{stderr}"
     );
     assert!(requests <= 6, "{requests} requests");
+    // The progress events count the bytes actually fetched: each image's `image_done` says
+    // what came over the wire for it, and they add up to the store bytes served.
+    let done: u64 = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "image_done")
+        .map(|e| e["downloaded"].as_u64().unwrap())
+        .sum();
+    assert_eq!(done, bytes, "{stderr}");
     // The estimate was the store bytes plus the index (fetched by check-update, then cached).
     let index_len =
         std::fs::metadata(scenario.served_target(&delta::target_names(&new.names()[0]).0))
