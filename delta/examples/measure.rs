@@ -26,6 +26,7 @@ fn main() {
             .map(|r| Source {
                 role: (*r).to_owned(),
                 reader: std::io::BufReader::new(File::open(new.join(r)).unwrap()),
+                salt: Vec::new(),
             })
             .collect();
         let options = BuildOptions {
@@ -57,6 +58,7 @@ fn main() {
                         len: f.metadata().unwrap().len(),
                     },
                     name: (*r).to_owned(),
+                    hashes: None,
                 })
                 .collect();
             let dest = Extent {

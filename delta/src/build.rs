@@ -4,7 +4,7 @@
 //! one zstd frame appended to the store. Blocks are compressed on every core, a batch at a
 //! time, and written in order, so memory stays bounded whatever the image size.
 use crate::error::{self, Result};
-use crate::index::{BLOCK_SIZE, Frame, ImageIndex, Index, block_hash, sha256};
+use crate::index::{BLOCK_SIZE, Frame, ImageIndex, Index, block_sha256, sha256, short_hash};
 use aws_lc_rs::digest::{Context, SHA256};
 use snafu::ResultExt;
 use std::collections::HashMap;
@@ -40,6 +40,9 @@ pub struct Source<R> {
     pub role: String,
     /// The raw image.
     pub reader: R,
+    /// What its blocks' SHA-256 are salted with in the index (see [`crate::verity`]): empty,
+    /// or for a root its dm-verity salt.
+    pub salt: Vec<u8>,
 }
 
 /// What [`build`] made.
@@ -62,7 +65,13 @@ pub fn build<R: Read>(
     let mut store_len = 0_u64;
     let mut stored_blocks = 0;
     let mut out = Vec::new();
-    for Source { role, mut reader } in images {
+    for Source {
+        role,
+        mut reader,
+        salt,
+    } in images
+    {
+        let zero_sha = block_sha256(&salt, &[0_u8; BLOCK_SIZE]);
         let mut whole = Context::new(&SHA256);
         let mut blocks = Vec::new();
         let mut frames = Vec::new();
@@ -75,19 +84,28 @@ pub fn build<R: Read>(
             if batch.is_empty() {
                 break;
             }
-            whole.update(&batch);
             size += batch.len() as u64;
             // Which blocks are new (first of their bytes), then compress those on every core.
             let mut fresh: Vec<(usize, [u8; 32])> = Vec::new();
             let mut in_batch = std::collections::HashSet::new();
             let mut kinds = Vec::new();
             for (i, block) in batch.chunks(BLOCK_SIZE).enumerate() {
-                blocks.push(block_hash(block));
                 if block.iter().all(|b| *b == 0) {
+                    blocks.push(short_hash(&zero_sha));
+                    whole.update(&zero_sha);
                     kinds.push(None);
                     continue;
                 }
-                let digest = sha256(block);
+                // The index's hash pads a short last block; the store's key does not (a
+                // short block's frame must not stand for a whole block ending in zeros).
+                let padded = block_sha256(&salt, block);
+                let digest = if block.len() == BLOCK_SIZE && salt.is_empty() {
+                    padded
+                } else {
+                    sha256(block)
+                };
+                blocks.push(short_hash(&padded));
+                whole.update(&padded);
                 if !seen.contains_key(&digest) && in_batch.insert(digest) {
                     fresh.push((i, digest));
                 }
@@ -129,7 +147,8 @@ pub fn build<R: Read>(
         out.push(ImageIndex {
             role,
             size,
-            sha256: sha,
+            digest: sha,
+            salt,
             blocks,
             frames,
         });
@@ -206,11 +225,29 @@ pub fn build_files(
     store_out: &std::path::Path,
     options: BuildOptions,
 ) -> Result<Built> {
+    // The root's blocks are listed by their dm-verity leaves when the hash image holds a
+    // tree of it (see crate::verity).
+    let mut root_salt = Vec::new();
+    if let Some((_, path)) = images.iter().find(|(role, _)| *role == "hash") {
+        let mut first = vec![0_u8; BLOCK_SIZE];
+        let n = read_up_to(&mut open_image(path)?, BLOCK_SIZE).context(error::ReadSnafu {
+            what: path.display().to_string(),
+        })?;
+        first[..n.len()].copy_from_slice(&n);
+        if let Some(superblock) = crate::verity::parse_superblock(&first) {
+            root_salt = superblock.salt;
+        }
+    }
     let mut sources = Vec::new();
     for (role, path) in images {
         sources.push(Source {
             role: (*role).to_owned(),
             reader: open_image(path)?,
+            salt: if *role == "root" {
+                root_salt.clone()
+            } else {
+                Vec::new()
+            },
         });
     }
     let folder = |p: &std::path::Path| {

@@ -2,7 +2,7 @@
 //! seeded from an old one, fetching only the missing groups from the store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use delta::{BLOCK_SIZE, BuildOptions, Extent, Index, Plan, Seed, Source, StoreRange};
+use delta::{BLOCK_SIZE, BuildOptions, Extent, Index, Plan, Seed, Source, StoreRange, Written};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 
@@ -33,6 +33,7 @@ fn publish(images: &[(&str, &[u8])]) -> Published {
         .map(|(role, bytes)| Source {
             role: (*role).to_owned(),
             reader: *bytes,
+            salt: Vec::new(),
         })
         .collect();
     let built = delta::build(sources, &mut store, BuildOptions::default()).unwrap();
@@ -68,6 +69,7 @@ fn active(file: &File, len: u64) -> Vec<Seed<'_>> {
     vec![Seed {
         extent: whole(file, len),
         name: "active".to_owned(),
+        hashes: None,
     }]
 }
 
@@ -89,6 +91,7 @@ fn update(
             len: seed.metadata().unwrap().len(),
         },
         name: "seed".to_owned(),
+        hashes: None,
     }];
     let dest = Extent {
         file: dest,
@@ -97,14 +100,28 @@ fn update(
     };
     let mut plan = Plan::new(image, dest, seeds, resume)?;
     let mut fetched = 0;
-    for range in plan.ranges(64 << 10, 8 << 20) {
-        let StoreRange { offset, len } = range;
-        let bytes = &published.store[offset as usize..(offset + len) as usize];
-        fetched += len;
-        plan.apply(range, bytes)?;
+    loop {
+        let (bytes, written) = round(published, &mut plan)?;
+        fetched += bytes;
+        if let Written::Done(stats) = written {
+            return Ok((fetched, stats));
+        }
     }
-    let stats = plan.finish()?;
-    Ok((fetched, stats))
+}
+
+/// One round of `plan.write`, fetching what it lists from `published`'s store; returns the
+/// bytes fetched.
+fn round(published: &Published, plan: &mut Plan<'_>) -> delta::Result<(u64, Written)> {
+    let ranges = plan.ranges(64 << 10, 8 << 20);
+    let fetched = ranges.iter().map(|r| r.len).sum();
+    let written = plan.write(ranges.into_iter().map(|range| {
+        let StoreRange { offset, len } = range;
+        (
+            range,
+            &published.store[offset as usize..(offset + len) as usize],
+        )
+    }))?;
+    Ok((fetched, written))
 }
 
 #[test]
@@ -157,7 +174,7 @@ fn a_flipped_store_byte_is_refused_before_it_is_written() {
 }
 
 #[test]
-fn a_seed_that_changes_under_the_plan_is_refused() {
+fn a_seed_that_changes_under_the_plan_is_fetched_instead() {
     let dir = tempfile::tempdir().unwrap();
     let new = data(2 << 20, 7);
     let published = publish(&[("root", &new)]);
@@ -166,17 +183,21 @@ fn a_seed_that_changes_under_the_plan_is_refused() {
     let image = published.index.image("root").unwrap();
     let seeds = active(&seed, 2 << 20);
     let dest_extent = whole(&dest, 2 << 20);
-    let plan = Plan::new(image, dest_extent, seeds, false).unwrap();
+    let mut plan = Plan::new(image, dest_extent, seeds, false).unwrap();
     assert_eq!(plan.fetch_bytes(0, 8 << 20), 0, "all of it is in the seed");
-    // A flipped byte in the seed after planning: the image's SHA-256 does not match, and the
-    // image is refused (updog then writes the full image).
+    // A flipped byte in the seed after planning: the copied block is not the one the index
+    // lists, so the round asks for it to be fetched, and the next round writes it.
     use std::os::unix::fs::FileExt;
     seed.write_all_at(&[0xff], 100_000).unwrap();
-    let err = plan.finish().unwrap_err();
-    assert!(
-        matches!(err, delta::Error::Digest { .. }),
-        "unexpected error: {err}"
-    );
+    let (fetched, written) = round(&published, &mut plan).unwrap();
+    assert_eq!((fetched, written), (0, Written::Again));
+    let (fetched, written) = round(&published, &mut plan).unwrap();
+    let Written::Done(stats) = written else {
+        panic!("a third round")
+    };
+    assert_eq!(stats.refetched, 1, "{stats:?}");
+    assert!(fetched > 0 && fetched < 8192, "fetched {fetched}");
+    assert!(std::fs::read(dir.path().join("inactive")).unwrap() == new);
 }
 
 #[test]
@@ -232,7 +253,7 @@ fn short_last_blocks_and_repeated_blocks_within_and_across_images() {
 }
 
 #[test]
-fn a_missing_range_fails_before_anything_is_copied() {
+fn a_missing_range_stops_the_copying_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let mut new = data(1 << 20, 21);
     new[(512 << 10)..(520 << 10)].copy_from_slice(&data(8 << 10, 22));
@@ -243,16 +264,13 @@ fn a_missing_range_fails_before_anything_is_copied() {
     let image = published.index.image("root").unwrap();
     let seeds = active(&seed, 1 << 20);
     let extent = whole(&dest, 1 << 20);
-    let plan = Plan::new(image, extent, seeds, false).unwrap();
+    let mut plan = Plan::new(image, extent, seeds, false).unwrap();
     assert!(!plan.ranges(0, 8 << 20).is_empty());
-    // The fetch failed: nothing applied. finish refuses at once, without copying.
-    let err = plan.finish().unwrap_err();
+    // The fetch failed: nothing arrives. The copying (which started with the fetch) stops,
+    // and the image is refused as incomplete.
+    let err = plan.write(Vec::<(StoreRange, Vec<u8>)>::new()).unwrap_err();
     assert!(matches!(err, delta::Error::Incomplete { .. }), "{err}");
-    assert!(
-        std::fs::read(dir.path().join("inactive"))
-            .unwrap()
-            .iter()
-            .all(|b| *b == 0x44),
-        "nothing was written"
-    );
+    // The missing blocks were never written.
+    let written = std::fs::read(dir.path().join("inactive")).unwrap();
+    assert!(written[(512 << 10)..(520 << 10)].iter().all(|b| *b == 0x44));
 }

@@ -57,18 +57,8 @@ impl VerityInfo {
     }
 }
 
-/// Number of hash blocks in each level, leaves first.
-pub fn level_sizes(data_blocks: u64) -> Vec<u64> {
-    let per_block = HASHES_PER_BLOCK as u64;
-    let mut levels = vec![data_blocks.div_ceil(per_block)];
-    while let Some(&last) = levels.last() {
-        if last <= 1 {
-            break;
-        }
-        levels.push(last.div_ceil(per_block));
-    }
-    levels
-}
+/// Number of hash blocks in each level, leaves first (the delta crate reads trees too).
+pub use delta::verity::level_sizes;
 
 /// Bytes of the hash image for `data_blocks`: the superblock block plus every tree block.
 pub fn hash_image_bytes(data_blocks: u64) -> u64 {
@@ -345,6 +335,46 @@ mod tests {
             std::fs::read(dir.path().join("a")).unwrap(),
             std::fs::read(dir.path().join("b")).unwrap()
         );
+    }
+
+    #[test]
+    fn the_delta_crate_reads_the_superblock_and_the_leaves() {
+        // updog finds the running root's blocks through these leaves (delta::verity).
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut bytes: Vec<u8> = (0..4096 * 300).map(|i| (i % 249) as u8).collect();
+        bytes[4096 * 10..4096 * 11].fill(0);
+        std::fs::write(&data, &bytes).unwrap();
+        let salt = [5_u8; 32];
+        let params = VerityParams {
+            salt: &salt,
+            uuid: [1; 16],
+            partition_bytes: 65536,
+            threads: 2,
+        };
+        let hash = dir.path().join("hash");
+        build_hash_image(&data, &hash, params, &NoProgress).unwrap();
+        let file = std::fs::File::open(&hash).unwrap();
+        let extent = delta::Extent {
+            file: &file,
+            offset: 0,
+            len: 65536,
+        };
+        let (superblock, leaves) = delta::verity::read_leaves(extent).unwrap();
+        assert_eq!(superblock.salt, salt);
+        assert_eq!(superblock.data_blocks, 300);
+        let expected: Vec<u64> = bytes
+            .chunks(4096)
+            .map(|block| delta::block_hash(&salt, block))
+            .collect();
+        assert_eq!(leaves, expected);
+        // Another format or a cut partition: no leaves, not a panic.
+        assert!(delta::verity::parse_superblock(&[0; 512]).is_none());
+        let short = delta::Extent {
+            len: 8192,
+            ..extent
+        };
+        assert!(delta::verity::read_leaves(short).is_none());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! before the set can be marked valid. Any failure is reported to the caller, which writes the
 //! full image instead.
 use crate::error::{self, Result};
-use crate::images::{ImageReport, PartitionTarget, open_partition};
+use crate::images::{ImageReport, PartitionTarget, open_direct, open_partition};
 use crate::progress::{Event, Progress};
 use crate::repo::{read_small_target, target_info};
 use crate::session::Session;
@@ -19,8 +19,10 @@ use url::Url;
 /// Store frames less than this far apart are fetched in one request (measured in
 /// BENCHMARKS.md: 1 KiB adds 0.7% of bytes and saves 13% of requests on a patch release).
 const GAP: u64 = 1 << 10;
-/// Largest single request.
-const MAX_RANGE: u64 = 8 << 20;
+/// Largest single request. It bounds what a kill loses: the bytes of the requests in flight
+/// (and of the one waiting to be written) are fetched again by the next run. (Measured on a
+/// patch release: a kill lost up to 1.2 MB with 8 MiB requests, 0.9 MB with 256 KiB.)
+const MAX_RANGE: u64 = 128 << 10;
 /// Requests in flight at once.
 const PARALLEL: usize = 4;
 /// The cached index's file name in the datastore.
@@ -130,9 +132,30 @@ fn extent_of<'a>(file: &'a std::fs::File, target: &PartitionTarget) -> delta::Ex
 /// The seeds for writing image `i` (root, boot, hash): the running set's partition of the
 /// same image. (Measured: the other partitions almost never hold a block of another image,
 /// and reading them cost a third of a patch update's time. The inactive set's partition is
-/// read when resuming, by the plan itself.)
-pub fn seeds(running: &[PartitionTarget], i: usize) -> Vec<PartitionTarget> {
-    running.get(i).cloned().into_iter().collect()
+/// read when resuming, by the plan itself.) The running root comes with the running set's
+/// hash partition, whose dm-verity tree lists its blocks.
+pub fn seeds(running: &[PartitionTarget], i: usize) -> Vec<SeedPartition> {
+    running
+        .get(i)
+        .map(|partition| SeedPartition {
+            partition: partition.clone(),
+            tree: if i == 0 {
+                running.get(2).cloned()
+            } else {
+                None
+            },
+        })
+        .into_iter()
+        .collect()
+}
+
+/// A partition to copy blocks from.
+#[derive(Debug, Clone)]
+pub struct SeedPartition {
+    /// The partition.
+    pub partition: PartitionTarget,
+    /// A hash partition whose dm-verity tree may list its blocks (see [`delta::verity`]).
+    pub tree: Option<PartitionTarget>,
 }
 
 /// How much a delta write of `role` would fetch, without writing: the plan only.
@@ -140,7 +163,7 @@ pub async fn plan_bytes(
     loaded: &Loaded,
     role: &str,
     dest: &PartitionTarget,
-    seeds: &[PartitionTarget],
+    seeds: &[SeedPartition],
     resume: bool,
 ) -> Result<u64> {
     let index = loaded.index.clone();
@@ -157,7 +180,7 @@ pub async fn plan_bytes(
         let plan = delta::Plan::new(
             image,
             extent_of(&dest_file, &dest),
-            seed_list(&seeds, &seed_files),
+            seed_list(image, &seeds, &seed_files),
             resume,
         )
         .context(error::DeltaSnafu { image: &role })?;
@@ -166,22 +189,46 @@ pub async fn plan_bytes(
     .await
 }
 
-fn open_seeds(seeds: &[PartitionTarget]) -> Result<Vec<std::fs::File>> {
+fn open_seeds(seeds: &[SeedPartition]) -> Result<Vec<std::fs::File>> {
     seeds
         .iter()
-        .map(|s| std::fs::File::open(&s.path).context(error::ReadPartitionSnafu { path: &s.path }))
+        .map(|s| {
+            let path = &s.partition.path;
+            std::fs::File::open(path).context(error::ReadPartitionSnafu { path })
+        })
         .collect()
 }
 
-fn seed_list<'a>(seeds: &[PartitionTarget], files: &'a [std::fs::File]) -> Vec<delta::Seed<'a>> {
+/// The seeds of `image`: each partition, with its blocks' hashes when its tree lists them
+/// with the salt the index uses (else the plan reads and hashes the partition).
+fn seed_list<'a>(
+    image: &delta::ImageIndex,
+    seeds: &[SeedPartition],
+    files: &'a [std::fs::File],
+) -> Vec<delta::Seed<'a>> {
     seeds
         .iter()
         .zip(files)
         .map(|(s, f)| delta::Seed {
-            extent: extent_of(f, s),
-            name: format!("partition {}", s.number),
+            extent: extent_of(f, &s.partition),
+            name: format!("partition {}", s.partition.number),
+            hashes: s.tree.as_ref().and_then(|tree| tree_hashes(image, tree)),
         })
         .collect()
+}
+
+/// The block hashes the dm-verity tree in `tree` lists, if its salt is `image`'s.
+fn tree_hashes(image: &delta::ImageIndex, tree: &PartitionTarget) -> Option<Vec<u64>> {
+    if image.salt.is_empty() {
+        return None;
+    }
+    let file = std::fs::File::open(&tree.path).ok()?;
+    let (superblock, hashes) = delta::verity::read_leaves(extent_of(&file, tree))?;
+    if superblock.salt != image.salt {
+        tracing::debug!(image = %image.role, "the running tree has another salt; reading the partition instead");
+        return None;
+    }
+    Some(hashes)
 }
 
 /// One image to write by the delta path.
@@ -194,7 +241,7 @@ pub struct Job<'a> {
     /// The inactive set's partition.
     pub dest: &'a PartitionTarget,
     /// The partitions to copy from, in order of preference (see [`seeds`]).
-    pub seeds: Vec<PartitionTarget>,
+    pub seeds: Vec<SeedPartition>,
     /// Whether an interrupted run may have written part of it already (see [`resuming`]).
     pub resume: bool,
 }
@@ -213,9 +260,13 @@ pub async fn write_image(
         seeds,
         resume,
     } = job;
-    let (ranges_tx, ranges_rx) = tokio::sync::oneshot::channel();
+    // The worker plans, then writes in rounds: it sends each round's ranges, and receives
+    // their bytes until a `None` ends the round (a second round only when copied blocks were
+    // not what the index lists).
+    let (ranges_tx, mut ranges_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(Vec<delta::StoreRange>, delta::Stats, u64)>();
     let (bytes_tx, mut bytes_rx) =
-        tokio::sync::mpsc::channel::<(delta::StoreRange, Vec<u8>)>(PARALLEL);
+        tokio::sync::mpsc::channel::<Option<(delta::StoreRange, Vec<u8>)>>(1);
     let worker = {
         let index = loaded.index.clone();
         let role = role.to_owned();
@@ -236,85 +287,98 @@ pub async fn write_image(
             let mut plan = delta::Plan::new(
                 image,
                 extent_of(&dest_file, &dest),
-                seed_list(&seeds, &seed_files),
+                seed_list(image, &seeds, &seed_files),
                 resume,
             )
             .context(delta_err())?;
+            if let Ok(direct) = open_direct(&dest) {
+                plan = plan.with_direct(direct);
+            }
             let planned = started.elapsed().as_secs_f64();
             tracing::debug!(image = %role, plan_secs = planned, "delta planned");
-            let ranges = plan.ranges(GAP, MAX_RANGE);
-            if ranges_tx.send((ranges, plan.stats(), image.size)).is_err() {
-                // The fetching side stopped: its error is reported.
-                return Err(error::Error::DeltaMismatch {
-                    why: "the download stopped".to_owned(),
-                });
-            }
-            while let Some((range, bytes)) = bytes_rx.blocking_recv() {
-                plan.apply(range, &bytes).context(delta_err())?;
-            }
-            let applied = started.elapsed().as_secs_f64();
-            let stats = plan.finish().context(delta_err())?;
-            tracing::debug!(image = %role, fetch_secs = applied - planned, copy_and_verify_secs = started.elapsed().as_secs_f64() - applied, "delta written");
-            Ok(stats)
-        })
-    };
-    let Ok((ranges, planned, size)) = ranges_rx.await else {
-        // The worker failed before planning: its error says why.
-        return match worker.await.context(error::JoinSnafu)? {
-            Err(e) => Err(e),
-            Ok(_) => Err(error::Error::DeltaMismatch {
-                why: "the plan was not made".to_owned(),
-            }),
-        };
-    };
-    let total: u64 = ranges.iter().map(|r| r.len).sum();
-    tracing::info!(
-        image = role,
-        blocks = planned.blocks,
-        already_there = planned.already_there,
-        missing = planned.missing,
-        fetch_bytes = total,
-        requests = ranges.len(),
-        "delta plan"
-    );
-    progress.event(Event::ImageStart {
-        image: role,
-        target: name,
-        total,
-        partition: dest.number,
-    });
-    let transport = &session.transport;
-    let url = &loaded.store_url;
-    let mut fetches = futures::stream::iter(ranges)
-        .map(|range| async move {
-            transport
-                .fetch_range(url, range.offset, range.len)
-                .await
-                .map(|bytes| (range, bytes))
-        })
-        .buffered(PARALLEL);
-    let mut downloaded = 0_u64;
-    let mut fetch_error = None;
-    while let Some(result) = fetches.next().await {
-        match result {
-            Ok((range, bytes)) => {
-                downloaded += bytes.len() as u64;
-                progress.event(Event::ImageProgress {
-                    image: role,
-                    downloaded,
-                    total,
-                });
-                if bytes_tx.send((range, bytes)).await.is_err() {
-                    break;
+            loop {
+                let ranges = plan.ranges(GAP, MAX_RANGE);
+                if ranges_tx.send((ranges, plan.stats(), image.size)).is_err() {
+                    // The fetching side stopped: its error is reported.
+                    return Err(error::Error::DeltaMismatch {
+                        why: "the download stopped".to_owned(),
+                    });
+                }
+                // The copying runs while the ranges arrive.
+                let written = plan
+                    .write(std::iter::from_fn(|| bytes_rx.blocking_recv().flatten()))
+                    .context(delta_err())?;
+                if let delta::Written::Done(stats) = written {
+                    tracing::debug!(image = %role, write_secs = started.elapsed().as_secs_f64() - planned, "delta written");
+                    return Ok(stats);
                 }
             }
-            Err(source) => {
-                fetch_error = Some(source);
-                break;
+        })
+    };
+    let transport = &session.transport;
+    let url = &loaded.store_url;
+    let mut downloaded = 0_u64;
+    let mut total = 0_u64;
+    let mut size = 0_u64;
+    let mut fetch_error = None;
+    let mut first = true;
+    'rounds: while let Some((ranges, planned, image_size)) = ranges_rx.recv().await {
+        let bytes: u64 = ranges.iter().map(|r| r.len).sum();
+        total += bytes;
+        size = image_size;
+        if first {
+            tracing::info!(
+                image = role,
+                blocks = planned.blocks,
+                already_there = planned.already_there,
+                missing = planned.missing,
+                found_by_tree = planned.found_by_tree,
+                fetch_bytes = bytes,
+                requests = ranges.len(),
+                "delta plan"
+            );
+            progress.event(Event::ImageStart {
+                image: role,
+                target: name,
+                total,
+                partition: dest.number,
+            });
+            first = false;
+        }
+        let mut fetches = futures::stream::iter(ranges)
+            .map(|range| async move {
+                transport
+                    .fetch_range(url, range.offset, range.len)
+                    .await
+                    .map(|bytes| (range, bytes))
+            })
+            .buffered(PARALLEL);
+        while let Some(result) = fetches.next().await {
+            match result {
+                Ok((range, bytes)) => {
+                    downloaded += bytes.len() as u64;
+                    tracing::trace!(downloaded, "range received");
+                    progress.event(Event::ImageProgress {
+                        image: role,
+                        downloaded,
+                        total,
+                    });
+                    if bytes_tx.send(Some((range, bytes))).await.is_err() {
+                        break 'rounds;
+                    }
+                }
+                Err(source) => {
+                    fetch_error = Some(source);
+                    break 'rounds;
+                }
             }
+        }
+        if bytes_tx.send(None).await.is_err() {
+            break;
         }
     }
     drop(bytes_tx);
+    drop(ranges_rx);
     let finished = worker.await.context(error::JoinSnafu)?;
     if let Some(source) = fetch_error {
         return Err(error::Error::FetchStore {

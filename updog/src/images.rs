@@ -11,12 +11,12 @@ use crate::error::{self, Result};
 use crate::progress::{Event, Progress};
 use crate::repo::{fetch_target, open_target, read_error, target_info};
 use bytes::Bytes;
+use delta::io::{AlignedBuffer, DirectWriter};
 use futures::StreamExt;
 use signpost::{Access, DiskSource, SetId, State};
 use snafu::{OptionExt, ResultExt};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tuf_client::Repository;
@@ -29,8 +29,6 @@ const LZ4_HEADER_WITH_SIZE: usize = 14;
 /// image-builder use), so that liblz4 decodes whole blocks straight into the buffer instead of
 /// through its own temporary block.
 const WRITE_BUFFER: usize = 4 << 20;
-/// Alignment of write buffers, offsets and lengths for direct I/O.
-const DIRECT_ALIGN: usize = 4096;
 /// Chunks buffered between the download and the decoder.
 const CHANNEL_CHUNKS: usize = 32;
 
@@ -63,57 +61,28 @@ pub struct PartitionTarget {
 }
 
 /// Writes at most `capacity` bytes at `offset` of a file; refuses (without writing) anything
-/// that would go past the end.
-///
-/// Aligned writes bypass the page cache (`O_DIRECT`): the kernel then moves the bytes to the
-/// device without copying them into cached pages first (that copy was about half of the
-/// writer's CPU time), and the final `fdatasync` has little left to flush. An unaligned tail,
-/// or a file system that refuses direct I/O, goes through the page cache as usual.
+/// that would go past the end. Aligned writes bypass the page cache (see [`DirectWriter`]);
+/// an unaligned tail, or a file system that refuses direct I/O, goes through it as usual.
 struct PartitionWriter {
-    file: File,
-    direct: Option<File>,
+    out: DirectWriter,
     target: PartitionTarget,
     written: u64,
-    /// Of `written`, the bytes that went through `direct`.
-    written_direct: u64,
 }
 
 impl PartitionWriter {
     fn open(target: &PartitionTarget) -> io::Result<PartitionWriter> {
         let file = open_partition(target)?;
-        let direct = open_with(target, rustix::fs::OFlags::DIRECT).ok();
+        let direct = open_direct(target).ok();
         Ok(PartitionWriter {
-            file,
-            direct,
+            out: DirectWriter::new(file, direct),
             target: target.clone(),
             written: 0,
-            written_direct: 0,
         })
-    }
-
-    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
-        let aligned = buf.as_ptr().align_offset(DIRECT_ALIGN) == 0
-            && buf.len().is_multiple_of(DIRECT_ALIGN)
-            && offset.is_multiple_of(DIRECT_ALIGN as u64);
-        if let (true, Some(direct)) = (aligned, &self.direct) {
-            match direct.write_all_at(buf, offset) {
-                // Direct I/O is not for this file system (or this alignment): stop trying.
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-                    self.direct = None;
-                }
-                Ok(()) => {
-                    self.written_direct += buf.len() as u64;
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        self.file.write_all_at(buf, offset)
     }
 
     /// Flush everything written (through either handle) to the device.
     fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.out.sync()
     }
 }
 
@@ -130,7 +99,12 @@ pub fn open_partition(target: &PartitionTarget) -> io::Result<File> {
     open_with(target, rustix::fs::OFlags::empty())
 }
 
-/// [`open_partition`] with `flags` added (e.g. direct I/O).
+/// [`open_partition`] with direct I/O (`O_DIRECT`).
+pub fn open_direct(target: &PartitionTarget) -> io::Result<File> {
+    open_with(target, rustix::fs::OFlags::DIRECT)
+}
+
+/// [`open_partition`] with `flags` added.
 fn open_with(target: &PartitionTarget, flags: rustix::fs::OFlags) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let excl = if is_block_device(&target.path)? {
@@ -143,30 +117,6 @@ fn open_with(target: &PartitionTarget, flags: rustix::fs::OFlags) -> io::Result<
         .write(true)
         .custom_flags((flags | excl).bits().cast_signed())
         .open(&target.path)
-}
-
-/// A write buffer whose usable part starts at a [`DIRECT_ALIGN`] boundary (allocated with
-/// room to spare, so no unsafe allocation is needed).
-struct AlignedBuffer {
-    bytes: Vec<u8>,
-    start: usize,
-}
-
-impl AlignedBuffer {
-    fn new(len: usize) -> AlignedBuffer {
-        let bytes = vec![0_u8; len + DIRECT_ALIGN];
-        let start = bytes.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
-        AlignedBuffer { bytes, start }
-    }
-
-    fn get(&self) -> &[u8] {
-        &self.bytes[self.start..self.bytes.len() - DIRECT_ALIGN + self.start]
-    }
-
-    fn get_mut(&mut self) -> &mut [u8] {
-        let end = self.bytes.len() - DIRECT_ALIGN + self.start;
-        &mut self.bytes[self.start..end]
-    }
 }
 
 /// The marker error of [`PartitionWriter`] for data past the partition's end.
@@ -187,7 +137,7 @@ impl Write for PartitionWriter {
         if end > self.target.capacity {
             return Err(io::Error::other(TooLarge));
         }
-        self.write_at(buf, self.target.offset + self.written)?;
+        self.out.write_at(buf, self.target.offset + self.written)?;
         self.written = end;
         Ok(buf.len())
     }
@@ -293,7 +243,7 @@ fn decode_all(
             writer.sync().map_err(DecodeError::Write)?;
             tracing::debug!(
                 written = writer.written,
-                direct = writer.written_direct,
+                direct = writer.out.written_direct(),
                 "partition synced (bytes written bypassing the page cache: direct)"
             );
             Ok(writer.written)
@@ -600,11 +550,11 @@ mod tests {
         let outcome = decode_all(&mut reader, &mut writer);
         drop(reader);
         feeding.join().unwrap();
-        let direct_supported = writer.direct.is_some();
+        let direct_supported = writer.out.is_direct();
         (
             outcome,
             std::fs::read(&path).unwrap(),
-            writer.written_direct,
+            writer.out.written_direct(),
             direct_supported,
         )
     }
