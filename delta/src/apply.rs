@@ -15,7 +15,7 @@
 //!    and the image is refused unless their digest is the index's: a seed that changed since
 //!    the plan, or lied, fails there.
 use crate::error::{self, Result};
-use crate::index::{BLOCK_SIZE, ImageIndex, image_digest, short_hash};
+use crate::index::{BLOCK_SIZE, ImageIndex, short_hash};
 use crate::io::{AlignedBuffer, DirectWriter};
 use snafu::{ResultExt, ensure};
 use std::fs::File;
@@ -28,6 +28,43 @@ const IO_CHUNK: usize = 4 << 20;
 /// Runs of at least this many blocks of zeros are zeroed with one call
 /// ([`DirectWriter::zero_at`]); shorter ones are written with the copies around them.
 const ZERO_RUN_BLOCKS: usize = 16;
+/// An image's digest in the making (see [`crate::image_digest`]): the blocks before `next`
+/// are in `context`; `ahead` holds the SHA-256 of blocks written out of order.
+struct Digest {
+    next: usize,
+    context: aws_lc_rs::digest::Context,
+    ahead: std::collections::BTreeMap<usize, [u8; 32]>,
+}
+
+impl Digest {
+    fn new() -> Digest {
+        Digest {
+            next: 0,
+            context: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+            ahead: std::collections::BTreeMap::new(),
+        }
+    }
+
+    fn finish(&mut self) -> [u8; 32] {
+        let context = std::mem::replace(
+            &mut self.context,
+            aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+        );
+        let mut out = [0_u8; 32];
+        out.copy_from_slice(context.finish().as_ref());
+        out
+    }
+}
+
+impl std::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Digest")
+            .field("next", &self.next)
+            .field("ahead", &self.ahead.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Checked fetched blocks (block, bytes) waiting for the copying thread to write them: ranges
 /// of at most 128 KiB compressed, so at most a few MiB.
 type Verified = Vec<(usize, Vec<u8>)>;
@@ -130,8 +167,8 @@ pub struct Plan<'a> {
     seed_lens: Vec<u64>,
     blocks: Vec<Block>,
     stats: Stats,
-    /// Every block's salted SHA-256, as written ([`Plan::write`]).
-    table: Vec<[u8; 32]>,
+    /// The image's digest so far, folded in block order as blocks are written.
+    digest: Mutex<Digest>,
     /// The destination's writer, once [`Plan::write`] opened it.
     out: Option<DirectWriter>,
 }
@@ -250,7 +287,7 @@ impl<'a> Plan<'a> {
             seed_lens,
             blocks,
             stats,
-            table: Vec::new(),
+            digest: Mutex::new(Digest::new()),
             out: None,
         })
     }
@@ -333,11 +370,6 @@ impl<'a> Plan<'a> {
                 self.direct.take(),
             ),
         };
-        // Every block's SHA-256, filled in as blocks are written (zeros are known).
-        if self.table.is_empty() {
-            self.table = vec![self.image.zero_sha(); self.blocks.len()];
-        }
-        let table = Mutex::new(std::mem::take(&mut self.table));
         let bad = Mutex::new(Vec::new());
         let stop = AtomicBool::new(false);
         let mut fetch = Fetched::new(self)?;
@@ -348,7 +380,7 @@ impl<'a> Plan<'a> {
             let copier = scope.spawn(|| {
                 let fetched_rx = fetched_rx;
                 yield_to_fetching();
-                let copied = this.copy_pass(&out, &table, &bad, fetched_rx, &stop);
+                let copied = this.copy_pass(&out, &bad, fetched_rx, &stop);
                 tracing::debug!(image = %this.image.role, secs = started.elapsed().as_secs_f64(), "copies and zeros written");
                 copied
             });
@@ -357,7 +389,7 @@ impl<'a> Plan<'a> {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                match fetch.apply(this, &table, range, bytes.as_ref()) {
+                match fetch.apply(this, range, bytes.as_ref()) {
                     Ok(verified) => {
                         // The copying thread writes them (it is gone only after an error).
                         if fetched_tx.send(verified).is_err() {
@@ -383,7 +415,6 @@ impl<'a> Plan<'a> {
             });
             (copied, applied)
         });
-        self.table = table.into_inner().unwrap_or_else(|e| e.into_inner());
         self.out = Some(out);
         applied?;
         ensure!(
@@ -422,7 +453,15 @@ impl<'a> Plan<'a> {
             what: "the destination partition",
         })?;
         tracing::debug!(image = %self.image.role, secs = started.elapsed().as_secs_f64(), "delta image written");
-        let actual = image_digest(&self.table);
+        let digest = self.digest.get_mut().unwrap_or_else(|e| e.into_inner());
+        ensure!(
+            digest.next == self.blocks.len(),
+            error::IncompleteSnafu {
+                image: &self.image.role,
+                missing: self.blocks.len() - digest.next,
+            }
+        );
+        let actual = digest.finish();
         ensure!(
             actual == self.image.digest,
             error::DigestSnafu {
@@ -441,7 +480,6 @@ impl<'a> Plan<'a> {
     fn copy_pass(
         &self,
         out: &DirectWriter,
-        table: &Mutex<Vec<[u8; 32]>>,
         bad: &Mutex<Vec<usize>>,
         fetched: std::sync::mpsc::Receiver<Verified>,
         stop: &AtomicBool,
@@ -479,17 +517,19 @@ impl<'a> Plan<'a> {
                                 }
                             })
                             .collect();
-                        let wrong: Vec<usize> = shas
-                            .iter()
+                        // A block that is not the indexed one is fetched in another round;
+                        // its hash is not part of the digest.
+                        let (right, wrong): (Vec<_>, Vec<_>) = shas
+                            .into_iter()
                             .enumerate()
-                            .filter(|(b, sha)| short_hash(sha) != self.image.blocks[first + b])
-                            .map(|(b, _)| first + b)
-                            .collect();
+                            .map(|(b, sha)| (first + b, sha))
+                            .partition(|(i, sha)| short_hash(sha) == self.image.blocks[*i]);
                         if !wrong.is_empty() {
-                            bad.lock().unwrap_or_else(|e| e.into_inner()).extend(wrong);
+                            bad.lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .extend(wrong.into_iter().map(|(i, _)| i));
                         }
-                        table.lock().unwrap_or_else(|e| e.into_inner())[first..first + shas.len()]
-                            .copy_from_slice(&shas);
+                        self.fold(right);
                         if free_tx.send(buf).is_err() {
                             break;
                         }
@@ -497,9 +537,10 @@ impl<'a> Plan<'a> {
                 });
             }
             drop(free_tx);
-            // Two walkers, each over half of the image, so that two writes are in flight.
+            // One walker, in block order (the digest takes blocks in order: two walkers over
+            // two halves held the second half's hashes in memory, and were not faster).
             let n = self.blocks.len();
-            let walkers: Vec<_> = [(0, n / 2), (n / 2, n)]
+            let walkers: Vec<_> = [(0, n)]
                 .into_iter()
                 .map(|(start, end)| {
                     let job_tx = job_tx.clone();
@@ -691,6 +732,33 @@ impl<'a> Plan<'a> {
         k.max(1)
     }
 
+    /// Add written blocks' salted SHA-256 to the image's digest: the digest takes them in
+    /// block order, so a block written early waits (in a small map) until the blocks before it
+    /// are in; blocks of zeros need no hashing. Memory stays that of the blocks written out of
+    /// order, whatever the image's size.
+    fn fold(&self, shas: impl IntoIterator<Item = (usize, [u8; 32])>) {
+        let mut digest = self.digest.lock().unwrap_or_else(|e| e.into_inner());
+        // Blocks of zeros are folded without waiting for them.
+        let next = digest.next;
+        let frames = &self.image.frames;
+        let shas: Vec<_> = shas
+            .into_iter()
+            .filter(|(i, _)| *i >= next && !frames[*i].is_zero())
+            .collect();
+        digest.ahead.extend(shas);
+        let zero = self.image.zero_sha();
+        while digest.next < self.blocks.len() {
+            let next = digest.next;
+            let sha = match digest.ahead.remove(&next) {
+                Some(sha) => sha,
+                None if self.image.frames[next].is_zero() => zero,
+                None => break,
+            };
+            digest.context.update(&sha);
+            digest.next += 1;
+        }
+    }
+
     /// Blocks from `i` that [`Plan::write`] handles as one run: of the same kind, at most
     /// [`IO_BLOCKS`], and for copies consecutive in the same seed.
     fn run(&self, i: usize) -> usize {
@@ -765,13 +833,7 @@ impl Fetched {
 
     /// Every missing block whose frame lies in `range`, from `bytes` (the store's bytes of
     /// `range`), each checked against its hash in the index, to be written.
-    fn apply(
-        &mut self,
-        plan: &Plan<'_>,
-        table: &Mutex<Vec<[u8; 32]>>,
-        range: StoreRange,
-        bytes: &[u8],
-    ) -> Result<Verified> {
+    fn apply(&mut self, plan: &Plan<'_>, range: StoreRange, bytes: &[u8]) -> Result<Verified> {
         ensure!(
             bytes.len() as u64 == range.len,
             error::ShortRangeSnafu {
@@ -829,10 +891,7 @@ impl Fetched {
             self.done[k] = true;
             k += 1;
         }
-        let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, sha) in shas {
-            table[i] = sha;
-        }
+        plan.fold(shas);
         self.remaining -= verified.len();
         self.blocks += verified.len() as u64;
         Ok(verified)
