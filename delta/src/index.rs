@@ -20,7 +20,7 @@
 //! lengths before it, so the index does not list offsets.
 //!
 //! A block's SHA-256 is that of its 4 KiB (the image's last block zero-padded), salted for a
-//! root with the salt of its dm-verity tree (see [`crate::verity`]: a host then finds blocks
+//! root with the salt of its dm-verity tree (see the `verity` module: a host then finds blocks
 //! through the tree it runs, without hashing its root). Its first 6
 //! bytes are the block hash listed here: it finds a block among a host's partitions, and every
 //! fetched block is checked against it before it is written. What makes a written image
@@ -40,6 +40,8 @@ use std::io::Read;
 
 /// File magic and format version.
 pub const MAGIC: &[u8; 8] = b"UPDELTA2";
+/// Largest salt (what dm-verity allows).
+pub const MAX_SALT: usize = 256;
 /// Bytes of a block hash in the index.
 const HASH_BYTES: usize = 6;
 /// Block size: the file systems' and dm-verity's.
@@ -95,6 +97,43 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     let mut out = [0_u8; 32];
     out.copy_from_slice(digest(&SHA256, bytes).as_ref());
     out
+}
+
+/// An image's digest in the making (see [`image_digest`]): the blocks before `next`
+/// are in `context`; `ahead` holds the SHA-256 of blocks written out of order.
+pub(crate) struct Digest {
+    pub(crate) next: usize,
+    pub(crate) context: aws_lc_rs::digest::Context,
+    pub(crate) ahead: std::collections::BTreeMap<usize, [u8; 32]>,
+}
+
+impl Digest {
+    pub(crate) fn new() -> Digest {
+        Digest {
+            next: 0,
+            context: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+            ahead: std::collections::BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn finish(&mut self) -> [u8; 32] {
+        let context = std::mem::replace(
+            &mut self.context,
+            aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+        );
+        let mut out = [0_u8; 32];
+        out.copy_from_slice(context.finish().as_ref());
+        out
+    }
+}
+
+impl std::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Digest")
+            .field("next", &self.next)
+            .field("ahead", &self.ahead.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where one block's bytes lie in the store.
@@ -268,7 +307,7 @@ impl Index {
             sha.copy_from_slice(r.take(32)?);
             let salt_len = usize::from(r.u16()?);
             ensure!(
-                salt_len <= crate::verity::MAX_SALT,
+                salt_len <= MAX_SALT,
                 error::BadIndexSnafu {
                     reason: format!("a salt of {salt_len} bytes for image {role}")
                 }

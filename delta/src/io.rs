@@ -123,3 +123,14 @@ impl DirectWriter {
         self.file.sync_data()
     }
 }
+
+/// A byte range of a file or block device: a partition.
+#[derive(Debug, Clone, Copy)]
+pub struct Extent<'a> {
+    /// The open file or device.
+    pub file: &'a File,
+    /// Offset of the partition in it.
+    pub offset: u64,
+    /// Bytes of it to use.
+    pub len: u64,
+}

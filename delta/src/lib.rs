@@ -20,14 +20,17 @@ pub mod error;
 mod index;
 pub mod io;
 pub mod verity;
+mod write;
 
-pub use apply::{Extent, Plan, Seed, Stats, StoreRange, Written};
+pub use apply::{Plan, Seed, Stats, StoreRange};
 pub use build::{BuildOptions, Built, DEFAULT_LEVEL, Source, build, build_files};
 pub use error::{Error, Result};
 pub use index::{
     BLOCK_SIZE, Frame, ImageIndex, Index, block_hash, block_sha256, image_digest, sha256,
     short_hash,
 };
+pub use io::Extent;
+pub use write::Written;
 
 /// Target names of the index and the store of an update, from its root image's name
 /// (`NAME-root.ext4.lz4` → `NAME-delta.index`, `NAME-delta.store`).

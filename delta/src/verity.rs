@@ -7,14 +7,14 @@
 //! runs by reading its running tree's leaves (a few MB) instead of hashing the whole root. The
 //! leaves are only a hint: every copied block is hashed again as it is written and checked
 //! against the index, so a leaf that lies costs a fetch, never a bad block.
-use crate::apply::Extent;
 use crate::index::{BLOCK_SIZE, short_hash};
+use crate::io::Extent;
 use std::os::unix::fs::FileExt;
 
 /// Hashes in one 4 KiB hash block.
 pub const HASHES_PER_BLOCK: u64 = (BLOCK_SIZE / 32) as u64;
 /// Largest salt the format allows.
-pub const MAX_SALT: usize = 256;
+pub use crate::index::MAX_SALT;
 
 /// What a tree's superblock says.
 #[derive(Debug, Clone, PartialEq, Eq)]
