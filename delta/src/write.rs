@@ -129,7 +129,7 @@ impl<'a> Plan<'a> {
                 }
             }
             drop(fetched_tx);
-            tracing::debug!(image = %this.image.role, secs = started.elapsed().as_secs_f64(), "fetched blocks written");
+            tracing::debug!(image = %this.image.role, secs = started.elapsed().as_secs_f64(), "fetched blocks checked");
             if applied.is_err() || fetch.remaining > 0 {
                 stop.store(true, Ordering::Relaxed);
             }
@@ -210,7 +210,6 @@ impl<'a> Plan<'a> {
         (fetched, backlog): (std::sync::mpsc::Receiver<Verified>, &Backlog),
         stop: &AtomicBool,
     ) -> Result<(u64, u64)> {
-        let fetched = Mutex::new(fetched);
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<AlignedBuffer>(COPY_BUFFERS);
         for _ in 0..COPY_BUFFERS {
@@ -220,7 +219,6 @@ impl<'a> Plan<'a> {
             std::sync::mpsc::sync_channel::<(usize, AlignedBuffer, usize)>(COPY_BUFFERS);
         let job_rx = Mutex::new(job_rx);
         let zeros = AlignedBuffer::new(IO_CHUNK);
-        let free_rx = Mutex::new(free_rx);
         std::thread::scope(|scope| {
             for _ in 0..threads {
                 let free_tx = free_tx.clone();
@@ -263,53 +261,26 @@ impl<'a> Plan<'a> {
                 });
             }
             drop(free_tx);
-            // One walker, in block order (the digest takes blocks in order: two walkers over
-            // two halves held the second half's hashes in memory, and were not faster).
-            let n = self.blocks.len();
-            let walkers: Vec<_> = [(0, n)]
-                .into_iter()
-                .map(|(start, end)| {
-                    let job_tx = job_tx.clone();
-                    let (free_rx, fetched, zeros) = (&free_rx, &fetched, &zeros);
-                    scope.spawn(move || {
-                        yield_to_fetching();
-                        self.walk(
-                            start..end,
-                            out,
-                            free_rx,
-                            &job_tx,
-                            zeros,
-                            (fetched, backlog),
-                            stop,
-                        )
-                    })
-                })
-                .collect();
+            // One walk, in block order, on this thread (the digest takes blocks in order: two
+            // walkers over two halves held the second half's hashes in memory, and were not
+            // faster).
+            let walked = self.walk(
+                0..self.blocks.len(),
+                out,
+                &free_rx,
+                &job_tx,
+                &zeros,
+                (&fetched, backlog),
+                stop,
+            );
             drop(job_tx);
-            let mut counts = (0, 0);
-            let mut failed = None;
-            for walker in walkers {
-                match walker.join() {
-                    Ok(Ok((z, c))) => {
-                        counts.0 += z;
-                        counts.1 += c;
-                    }
-                    Ok(Err(e)) => failed = failed.or(Some(e)),
-                    Err(_) => {
-                        failed = failed.or(Some(error::Error::Write {
-                            what: "the destination partition (a copying thread panicked)"
-                                .to_owned(),
-                            source: std::io::Error::other("panic"),
-                        }));
-                    }
-                }
-            }
             // The fetched blocks still to come (the fetching side ends the channel).
-            let drained = match failed {
-                Some(e) => Err(e),
-                None => loop {
-                    let next = fetched.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok(blocks) = next else { break Ok(counts) };
+            let drained = match walked {
+                Err(e) => Err(e),
+                Ok(counts) => loop {
+                    let Ok(blocks) = fetched.recv() else {
+                        break Ok(counts);
+                    };
                     let n = verified_len(&blocks);
                     let written = write_blocks(out, self.dest.offset, blocks);
                     backlog.written(n);
@@ -336,19 +307,17 @@ impl<'a> Plan<'a> {
         &self,
         blocks: std::ops::Range<usize>,
         out: &DirectWriter,
-        free_rx: &Mutex<std::sync::mpsc::Receiver<AlignedBuffer>>,
+        free_rx: &std::sync::mpsc::Receiver<AlignedBuffer>,
         job_tx: &std::sync::mpsc::SyncSender<(usize, AlignedBuffer, usize)>,
         zeros: &AlignedBuffer,
-        (fetched, backlog): (&Mutex<std::sync::mpsc::Receiver<Verified>>, &Backlog),
+        (fetched, backlog): (&std::sync::mpsc::Receiver<Verified>, &Backlog),
         stop: &AtomicBool,
     ) -> Result<(u64, u64)> {
         let mut zero_blocks = 0_u64;
         let mut copied = 0_u64;
         let (mut i, end) = (blocks.start, blocks.end);
         while i < end && !stop.load(Ordering::Relaxed) {
-            loop {
-                let next = fetched.lock().unwrap_or_else(|e| e.into_inner()).try_recv();
-                let Ok(blocks) = next else { break };
+            while let Ok(blocks) = fetched.try_recv() {
                 let n = verified_len(&blocks);
                 let written = write_blocks(out, self.dest.offset, blocks);
                 backlog.written(n);
@@ -378,8 +347,7 @@ impl<'a> Plan<'a> {
                         what: "the destination partition",
                     })
             } else {
-                let got = free_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                let Ok(mut buf) = got else {
+                let Ok(mut buf) = free_rx.recv() else {
                     // The hashing threads are gone: the digest will not match.
                     break;
                 };
