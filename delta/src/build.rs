@@ -5,7 +5,6 @@
 //! time, and written in order, so memory stays bounded whatever the image size.
 use crate::error::{self, Result};
 use crate::index::{BLOCK_SIZE, Frame, ImageIndex, Index, block_sha256, sha256, short_hash};
-use aws_lc_rs::digest::{Context, SHA256};
 use snafu::ResultExt;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -72,7 +71,7 @@ pub fn build<R: Read>(
     } in images
     {
         let zero_sha = block_sha256(&salt, &[0_u8; BLOCK_SIZE]);
-        let mut whole = Context::new(&SHA256);
+        let mut whole = crate::index::Digest::new();
         let mut blocks = Vec::new();
         let mut frames = Vec::new();
         let mut size = 0_u64;
@@ -92,7 +91,7 @@ pub fn build<R: Read>(
             for (i, block) in batch.chunks(BLOCK_SIZE).enumerate() {
                 if block.iter().all(|b| *b == 0) {
                     blocks.push(short_hash(&zero_sha));
-                    whole.update(&zero_sha);
+                    whole.push(&zero_sha);
                     kinds.push(None);
                     continue;
                 }
@@ -105,7 +104,7 @@ pub fn build<R: Read>(
                     sha256(block)
                 };
                 blocks.push(short_hash(&padded));
-                whole.update(&padded);
+                whole.push(&padded);
                 if !seen.contains_key(&digest) && in_batch.insert(digest) {
                     fresh.push((i, digest));
                 }
@@ -141,8 +140,7 @@ pub fn build<R: Read>(
                 break;
             }
         }
-        let mut sha = [0_u8; 32];
-        sha.copy_from_slice(whole.finish().as_ref());
+        let sha = whole.finish();
         tracing::debug!(%role, size, blocks = blocks.len(), "indexed image");
         out.push(ImageIndex {
             role,

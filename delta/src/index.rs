@@ -81,17 +81,6 @@ pub fn block_hash(salt: &[u8], block: &[u8]) -> u64 {
     short_hash(&block_sha256(salt, block))
 }
 
-/// An image's digest from its blocks' SHA-256, in order (see the module's documentation).
-pub fn image_digest<'h>(blocks: impl IntoIterator<Item = &'h [u8; 32]>) -> [u8; 32] {
-    let mut context = aws_lc_rs::digest::Context::new(&SHA256);
-    for sha in blocks {
-        context.update(sha);
-    }
-    let mut out = [0_u8; 32];
-    out.copy_from_slice(context.finish().as_ref());
-    out
-}
-
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     let mut out = [0_u8; 32];
@@ -99,8 +88,9 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-/// An image's digest in the making (see [`image_digest`]): the blocks before `next`
-/// are in `context`; `ahead` holds the SHA-256 of blocks written out of order.
+/// An image's digest (the SHA-256 of its blocks' SHA-256, in order) in the making: the blocks
+/// before `next` are in `context`; `ahead` holds the SHA-256 of blocks written out of order
+/// (the host's; the publisher pushes in order).
 pub(crate) struct Digest {
     pub(crate) next: usize,
     pub(crate) context: aws_lc_rs::digest::Context,
@@ -114,6 +104,12 @@ impl Digest {
             context: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
             ahead: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// Take the next block's SHA-256.
+    pub(crate) fn push(&mut self, sha: &[u8; 32]) {
+        self.context.update(sha);
+        self.next += 1;
     }
 
     pub(crate) fn finish(&mut self) -> [u8; 32] {
@@ -159,7 +155,7 @@ pub struct ImageIndex {
     pub role: String,
     /// Size in bytes.
     pub size: u64,
-    /// Its digest: the SHA-256 of its blocks' SHA-256 ([`image_digest`]).
+    /// Its digest: the SHA-256 of its blocks' SHA-256, in order.
     pub digest: [u8; 32],
     /// What its blocks' SHA-256 are salted with (see [`block_sha256`]): empty, or for a root
     /// the salt of its dm-verity tree.

@@ -26,8 +26,7 @@ pub use apply::{Plan, Seed, Stats, StoreRange};
 pub use build::{BuildOptions, Built, DEFAULT_LEVEL, Source, build, build_files};
 pub use error::{Error, Result};
 pub use index::{
-    BLOCK_SIZE, Frame, ImageIndex, Index, block_hash, block_sha256, image_digest, sha256,
-    short_hash,
+    BLOCK_SIZE, Frame, ImageIndex, Index, block_hash, block_sha256, sha256, short_hash,
 };
 pub use io::Extent;
 pub use write::Written;

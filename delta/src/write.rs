@@ -462,8 +462,7 @@ impl<'a> Plan<'a> {
                 None if self.image.frames[next].is_zero() => zero,
                 None => break,
             };
-            digest.context.update(&sha);
-            digest.next += 1;
+            digest.push(&sha);
         }
     }
 }

@@ -4,7 +4,9 @@
 //! positioned reads); the upper levels are 1/128 of the work and are hashed on one thread.
 use crate::error::{self, Result};
 use crate::progress::Progress;
-use aws_lc_rs::digest::{Context, SHA256};
+// `SHA-256(salt ‖ block)` of a 4 KiB data or hash block: a leaf or node of the tree (the delta
+// crate lists a root's blocks by the same hashes).
+use delta::block_sha256 as salted_hash;
 use snafu::{OptionExt, ResultExt, ensure};
 use std::fs::File;
 use std::io::Write;
@@ -79,15 +81,6 @@ pub fn superblock(uuid: &[u8; 16], salt: &[u8], data_blocks: u64) -> Vec<u8> {
     block[80..82].copy_from_slice(&(salt.len() as u16).to_le_bytes());
     block[88..88 + salt.len()].copy_from_slice(salt);
     block
-}
-
-fn salted_hash(salt: &[u8], data: &[u8]) -> [u8; DIGEST] {
-    let mut context = Context::new(&SHA256);
-    context.update(salt);
-    context.update(data);
-    let mut out = [0; DIGEST];
-    out.copy_from_slice(context.finish().as_ref());
-    out
 }
 
 /// Hash the blocks of `file` in `[first_block, first_block + out.len())` into `out`.
