@@ -542,20 +542,20 @@ impl Fetched {
             }
             // Blocks sharing a frame have the same bytes; the image's last block may be short.
             let len = plan.image.block_len(i);
-            let sha = (raw.len() >= len).then(|| plan.image.sha(&raw[..len]));
-            ensure!(
-                sha.is_some_and(|sha| short_hash(&sha) == plan.image.blocks[i]),
-                error::BadPieceSnafu {
+            let sha = (raw.len() >= len)
+                .then(|| plan.image.sha(&raw[..len]))
+                .filter(|sha| short_hash(sha) == plan.image.blocks[i]);
+            let Some(sha) = sha else {
+                return error::BadPieceSnafu {
                     image: &plan.image.role,
                     offset,
                     end: frame_end,
                     reason: format!("block {i}: not the bytes the index lists"),
                 }
-            );
+                .fail();
+            };
             verified.push((i, raw[..len].to_vec()));
-            if let Some(sha) = sha {
-                shas.push((i, sha));
-            }
+            shas.push((i, sha));
             self.done[k] = true;
             k += 1;
         }

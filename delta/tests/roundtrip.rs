@@ -274,3 +274,22 @@ fn a_missing_range_stops_the_copying_and_fails() {
     let written = std::fs::read(dir.path().join("inactive")).unwrap();
     assert!(written[(512 << 10)..(520 << 10)].iter().all(|b| *b == 0x44));
 }
+
+#[test]
+fn an_image_whose_digest_is_not_the_index_s_is_refused_after_it_is_written() {
+    // Every block matches its (short) hash, but the image's digest in the index differs: the
+    // last check refuses the image (updog then writes the full one).
+    let dir = tempfile::tempdir().unwrap();
+    let new = data(1 << 20, 31);
+    let mut published = publish(&[("root", &new)]);
+    let seed = file_with(&new[..(512 << 10)], &dir, "active");
+    let dest = file_with(&vec![0_u8; 1 << 20], &dir, "inactive");
+    let (_, stats) = update(&published, "root", &dest, 1 << 20, &seed, false).unwrap();
+    assert!(stats.copied > 0 && stats.fetched_blocks > 0, "{stats:?}");
+    published.index.images[0].digest[0] ^= 1;
+    let err = update(&published, "root", &dest, 1 << 20, &seed, false).unwrap_err();
+    assert!(
+        matches!(err, delta::Error::Digest { .. }),
+        "unexpected error: {err}"
+    );
+}
