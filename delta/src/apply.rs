@@ -97,6 +97,9 @@ pub struct Plan<'a> {
     pub(crate) digest: Mutex<crate::index::Digest>,
     /// The destination's writer, once [`Plan::write`] opened it.
     pub(crate) out: Option<DirectWriter>,
+    /// Where fetched blocks land before they are copied in order (see [`Plan::with_spool`]),
+    /// and its length in blocks.
+    pub(crate) spool: Option<(File, u32)>,
 }
 
 impl<'a> Plan<'a> {
@@ -215,7 +218,27 @@ impl<'a> Plan<'a> {
             stats,
             digest: Mutex::new(crate::index::Digest::new()),
             out: None,
+            spool: None,
         })
+    }
+
+    /// Append the fetched blocks to `spool` (opened for reading and writing) as they arrive and
+    /// are checked, so that a kill loses none of them (give it to the next run's plan as a
+    /// seed). The walk in block order copies them from there into the destination, in the
+    /// same writes as the copies around them. Without a spool, [`Plan::write`] uses an
+    /// unnamed temporary file.
+    pub fn with_spool(mut self, spool: File) -> Result<Self> {
+        let len = spool.metadata().context(error::ReadSnafu {
+            what: "the spool of fetched blocks",
+        })?;
+        let blocks = u32::try_from(len.len().div_ceil(BLOCK_SIZE as u64)).map_err(|_| {
+            error::Error::Write {
+                what: "the spool of fetched blocks (too large)".to_owned(),
+                source: std::io::Error::other("more than 2^32 blocks"),
+            }
+        })?;
+        self.spool = Some((spool, blocks));
+        Ok(self)
     }
 
     /// Write the copies and zeros through `direct`, the destination's file opened with

@@ -1,59 +1,38 @@
 //! Writing a planned image ([`Plan::write`]): the caller's thread checks each fetched range
-//! as it arrives; one copying thread writes everything in block order (the copies gathered
-//! into 4 MiB direct writes, long runs of zeros by `fallocate`, and between two stretches the
-//! fetched blocks that arrived); hashing threads hash every block as it is written, and the
-//! image's digest is folded in block order. A copy that is not the indexed block (a seed that
-//! changed since the plan, or a tree leaf that lied) is fetched in a second round.
+//! as it arrives and appends its blocks to the spool (see [`Plan::with_spool`]); one copying
+//! thread writes everything in block order (copies and the fetched blocks that arrived,
+//! gathered into 4 MiB direct writes, long runs of zeros by `fallocate`, then the fetched
+//! blocks that arrived after the walk passed them); hashing threads hash every block as it is
+//! written, and the image's digest is folded in block order. A copy that is not the indexed
+//! block (a seed that changed since the plan, or a tree leaf that lied) is fetched in a
+//! second round.
 use crate::apply::{Block, IO_BLOCKS, IO_CHUNK, Plan, Stats, StoreRange, is_zero};
 use crate::error::{self, Result};
 use crate::index::{BLOCK_SIZE, short_hash};
 use crate::io::{AlignedBuffer, DirectWriter};
 use snafu::{ResultExt, ensure};
+use std::collections::BTreeMap;
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 
 /// Runs of at least this many blocks of zeros are zeroed with one call
 /// ([`DirectWriter::zero_at`]); shorter ones are written with the copies around them.
 const ZERO_RUN_BLOCKS: usize = 16;
-/// Checked fetched blocks (block, bytes) of one range, for the copying thread to write.
-type Verified = Vec<(usize, Vec<u8>)>;
-/// Fetched ranges checked and waiting to be written (the copying thread takes all there are
-/// between two of its writes; with 2, the fetching side waited on it and took 0.9 s).
+/// Fetched blocks of one range now in the spool: (block of the image, block of the spool).
+type Arrived = Vec<(usize, u32)>;
+/// Fetched ranges checked and spooled, for the copying thread (it takes all there are
+/// between two of its writes).
 const FETCHED_QUEUE: usize = 64;
-/// At most this many checked bytes wait to be written: a kill loses them (with 8 ranges and no
-/// byte limit, a kill in a patch update lost 0.4 MB).
-const FETCHED_BACKLOG: usize = 128 << 10;
-
-/// Checked fetched bytes waiting to be written, bounded by [`FETCHED_BACKLOG`].
-#[derive(Debug, Default)]
-struct Backlog {
-    bytes: Mutex<usize>,
-    room: std::sync::Condvar,
-}
-
-impl Backlog {
-    /// Wait until there is room (or `stop`), then count `n` more bytes.
-    fn add(&self, n: usize, stop: &AtomicBool) {
-        let mut bytes = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        while *bytes > 0 && *bytes + n > FETCHED_BACKLOG && !stop.load(Ordering::Relaxed) {
-            bytes = self
-                .room
-                .wait_timeout(bytes, std::time::Duration::from_millis(10))
-                .map_or_else(|e| e.into_inner().0, |(b, _)| b);
-        }
-        *bytes += n;
-    }
-
-    /// `n` bytes were written.
-    fn written(&self, n: usize) {
-        let mut bytes = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        *bytes = bytes.saturating_sub(n);
-        self.room.notify_all();
-    }
-}
+/// Once the walk is done, the fetched blocks that arrived after it passed them are written
+/// when this many have gathered (and at the end).
+const LATE_BATCH: usize = 256;
 /// Buffers of [`IO_CHUNK`] going round between the copying thread and the hashing threads.
 const COPY_BUFFERS: usize = 4;
+/// A job for the hashing threads: the first block, the buffer, its length in bytes.
+type Job = (usize, AlignedBuffer, usize);
 
 /// What a round of [`Plan::write`] ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +48,8 @@ impl<'a> Plan<'a> {
     /// Write the image (one round): the blocks found in a seed and the zeros (on threads of
     /// their own), and the missing blocks from `fetched` (the store's bytes of each range
     /// [`Plan::ranges`] listed, in any order), each checked against its hash in the index
-    /// before it is written. Every block's salted SHA-256 is computed as it is written.
+    /// and appended to the spool before it is written. Every block's salted SHA-256 is
+    /// computed as it is written.
     ///
     /// Copied blocks that are not what the index lists (a seed that changed since the plan,
     /// or a tree leaf that lied) end the round with [`Written::Again`]: fetch
@@ -94,19 +74,26 @@ impl<'a> Plan<'a> {
                 self.direct.take(),
             ),
         };
+        let (spool, mut spool_end) = match self.spool.take() {
+            Some(spool) => spool,
+            None => (
+                tempfile::tempfile().context(error::WriteSnafu {
+                    what: "the spool of fetched blocks",
+                })?,
+                0,
+            ),
+        };
         let bad = Mutex::new(Vec::new());
         let stop = AtomicBool::new(false);
         let mut fetch = Fetched::new(self)?;
         let started = std::time::Instant::now();
         let this = &*self;
-        let (fetched_tx, fetched_rx) = std::sync::mpsc::sync_channel::<Verified>(FETCHED_QUEUE);
-        let backlog = Backlog::default();
+        let (fetched_tx, fetched_rx) = std::sync::mpsc::sync_channel::<Arrived>(FETCHED_QUEUE);
         let (copied, applied) = std::thread::scope(|scope| {
             let copier = scope.spawn(|| {
-                let fetched_rx = fetched_rx;
                 yield_to_fetching();
-                let copied = this.copy_pass(&out, &bad, (fetched_rx, &backlog), &stop);
-                tracing::debug!(image = %this.image.role, secs = started.elapsed().as_secs_f64(), "copies and zeros written");
+                let copied = this.copy_pass(&out, &spool, &bad, fetched_rx, &stop);
+                tracing::debug!(image = %this.image.role, secs = started.elapsed().as_secs_f64(), "copies, zeros and fetched blocks written");
                 copied
             });
             let mut applied = Ok(());
@@ -114,11 +101,10 @@ impl<'a> Plan<'a> {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                match fetch.apply(this, range, bytes.as_ref()) {
-                    Ok(verified) => {
-                        // The copying thread writes them (it is gone only after an error).
-                        backlog.add(verified_len(&verified), &stop);
-                        if fetched_tx.send(verified).is_err() {
+                match fetch.apply(this, range, bytes.as_ref(), (&spool, &mut spool_end)) {
+                    // The copying thread writes them (it is gone only after an error).
+                    Ok(arrived) => {
+                        if fetched_tx.send(arrived).is_err() {
                             break;
                         }
                     }
@@ -129,7 +115,7 @@ impl<'a> Plan<'a> {
                 }
             }
             drop(fetched_tx);
-            tracing::debug!(image = %this.image.role, secs = started.elapsed().as_secs_f64(), "fetched blocks checked");
+            tracing::debug!(image = %this.image.role, secs = started.elapsed().as_secs_f64(), "fetched blocks checked and spooled");
             if applied.is_err() || fetch.remaining > 0 {
                 stop.store(true, Ordering::Relaxed);
             }
@@ -142,6 +128,7 @@ impl<'a> Plan<'a> {
             (copied, applied)
         });
         self.out = Some(out);
+        self.spool = Some((spool, spool_end));
         applied?;
         ensure!(
             fetch.remaining == 0,
@@ -155,7 +142,7 @@ impl<'a> Plan<'a> {
         self.stats.copied += copied;
         self.stats.fetched_blocks += fetch.blocks;
         self.blocks.fill(Block::Written);
-        // Copies that were not what the plan found (a seed that changed, or a tree leaf that
+        // Blocks that were not what the plan found (a seed that changed, or a tree leaf that
         // lied): fetched in another round.
         let bad = bad.into_inner().unwrap_or_else(|e| e.into_inner());
         if !bad.is_empty() {
@@ -200,14 +187,15 @@ impl<'a> Plan<'a> {
     }
 
     /// The copying side of [`Plan::write`]: every block found in a seed or already in place,
-    /// and the zeros, in order, until done or `stop`. The reads and writes run here; the
-    /// SHA-256 of each block read runs on as many threads as there are cores. Returns the
-    /// blocks of zeros and the blocks copied.
+    /// the zeros and the fetched blocks, in order, until done or `stop`. The reads and writes
+    /// run here; the SHA-256 of each block read runs on as many threads as there are cores.
+    /// Returns the blocks of zeros and the blocks copied.
     fn copy_pass(
         &self,
         out: &DirectWriter,
+        spool: &File,
         bad: &Mutex<Vec<usize>>,
-        (fetched, backlog): (std::sync::mpsc::Receiver<Verified>, &Backlog),
+        fetched: Receiver<Arrived>,
         stop: &AtomicBool,
     ) -> Result<(u64, u64)> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -215,218 +203,94 @@ impl<'a> Plan<'a> {
         for _ in 0..COPY_BUFFERS {
             let _ = free_tx.send(AlignedBuffer::new(IO_CHUNK));
         }
-        let (job_tx, job_rx) =
-            std::sync::mpsc::sync_channel::<(usize, AlignedBuffer, usize)>(COPY_BUFFERS);
+        let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Job>(COPY_BUFFERS);
         let job_rx = Mutex::new(job_rx);
-        let zeros = AlignedBuffer::new(IO_CHUNK);
         std::thread::scope(|scope| {
             for _ in 0..threads {
                 let free_tx = free_tx.clone();
                 let job_rx = &job_rx;
-                let zero_sha = self.image.zero_sha();
                 scope.spawn(move || {
                     yield_to_fetching();
                     loop {
                         let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                         let Ok((first, buf, len)) = job else { break };
-                        let shas: Vec<[u8; 32]> = buf.get()[..len]
-                            .chunks(BLOCK_SIZE)
-                            .map(|block| {
-                                // The SHA-256 of zeros is known (a compare is much
-                                // cheaper than hashing them).
-                                if is_zero(block) {
-                                    zero_sha
-                                } else {
-                                    self.image.sha(block)
-                                }
-                            })
-                            .collect();
-                        // A block that is not the indexed one is fetched in another round;
-                        // its hash is not part of the digest.
-                        let (right, wrong): (Vec<_>, Vec<_>) = shas
-                            .into_iter()
-                            .enumerate()
-                            .map(|(b, sha)| (first + b, sha))
-                            .partition(|(i, sha)| short_hash(sha) == self.image.blocks[*i]);
-                        if !wrong.is_empty() {
-                            bad.lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .extend(wrong.into_iter().map(|(i, _)| i));
-                        }
-                        self.fold(right);
-                        if free_tx.send(buf).is_err() {
-                            break;
-                        }
+                        self.hash_job(first, &buf.get()[..len], bad);
+                        // The walk may be over (every job queued is still hashed).
+                        let _ = free_tx.send(buf);
                     }
                 });
             }
             drop(free_tx);
+            // The writes run on a thread of their own, so that the walk reads the next
+            // stretch while the device writes this one.
+            let (write_tx, write_rx) = std::sync::mpsc::sync_channel::<Op>(COPY_BUFFERS);
+            let writer = scope.spawn(move || write_ops(out, write_rx, job_tx));
             // One walk, in block order, on this thread (the digest takes blocks in order: two
             // walkers over two halves held the second half's hashes in memory, and were not
             // faster).
-            let walked = self.walk(
-                0..self.blocks.len(),
-                out,
-                &free_rx,
-                &job_tx,
-                &zeros,
-                (&fetched, backlog),
-                stop,
-            );
-            drop(job_tx);
-            // The fetched blocks still to come (the fetching side ends the channel).
-            let drained = match walked {
-                Err(e) => Err(e),
-                Ok(counts) => loop {
-                    let Ok(blocks) = fetched.recv() else {
-                        break Ok(counts);
-                    };
-                    let n = verified_len(&blocks);
-                    let written = write_blocks(out, self.dest.offset, blocks);
-                    backlog.written(n);
-                    if let Err(e) = written {
-                        break Err(e);
-                    }
-                },
+            let mut walker = Walker {
+                plan: self,
+                spool,
+                free_rx,
+                write_tx,
+                arrived: BTreeMap::new(),
+                zero_blocks: 0,
+                copied: 0,
             };
-            if drained.is_err() {
+            let walked = walker
+                .walk(&fetched, stop)
+                .and_then(|()| walker.late(&fetched));
+            let (zero_blocks, copied) = (walker.zero_blocks, walker.copied);
+            drop(walker);
+            let written = writer.join().unwrap_or_else(|_| {
+                Err(error::Error::Write {
+                    what: "the destination partition (the writing thread panicked)".to_owned(),
+                    source: std::io::Error::other("panic"),
+                })
+            });
+            // The writer's error first: the walk only saw that the writer was gone.
+            let done = written.and(walked);
+            if done.is_err() {
                 stop.store(true, Ordering::Relaxed);
             }
-            drained
+            done.map(|()| (zero_blocks, copied))
         })
     }
 
-    /// A walk of [`Plan::copy_pass`]: the blocks in `blocks`, in order; between stretches, the
-    /// fetched blocks that arrived are written too. (The copying threads write everything: on
-    /// a file system, a write waits for the file's lock, which each direct write holds until
-    /// the device is done, and a fetching side that wrote its own blocks, blocked there,
-    /// finished 0.25 s after the copies on a patch release instead of 0.25 s before.)
-    /// Returns the blocks of zeros and the blocks copied.
-    #[allow(clippy::too_many_arguments)]
-    fn walk(
-        &self,
-        blocks: std::ops::Range<usize>,
-        out: &DirectWriter,
-        free_rx: &std::sync::mpsc::Receiver<AlignedBuffer>,
-        job_tx: &std::sync::mpsc::SyncSender<(usize, AlignedBuffer, usize)>,
-        zeros: &AlignedBuffer,
-        (fetched, backlog): (&std::sync::mpsc::Receiver<Verified>, &Backlog),
-        stop: &AtomicBool,
-    ) -> Result<(u64, u64)> {
-        let mut zero_blocks = 0_u64;
-        let mut copied = 0_u64;
-        let (mut i, end) = (blocks.start, blocks.end);
-        while i < end && !stop.load(Ordering::Relaxed) {
-            while let Ok(blocks) = fetched.try_recv() {
-                let n = verified_len(&blocks);
-                let written = write_blocks(out, self.dest.offset, blocks);
-                backlog.written(n);
-                written?;
-            }
-            let kind = self.blocks[i];
-            // Written by the fetching side, or in an earlier round.
-            if matches!(kind, Block::Missing | Block::Written) {
-                i += self.run(i).min(end - i);
-                continue;
-            }
-            // A run already in place (resuming) is only read, for its SHA-256; a long run of
-            // zeros is zeroed; a stretch of copies and short runs of zeros is gathered into one
-            // buffer and written with one call.
-            let k = match kind {
-                Block::Done => self.run(i),
-                Block::Zero if self.run(i) >= ZERO_RUN_BLOCKS => self.run(i),
-                _ => self.stretch(i),
-            }
-            .min(end - i);
-            let len = self.run_len(i, k);
-            let at = self.dest.offset + (i * BLOCK_SIZE) as u64;
-            let step = if self.blocks[i..i + k].iter().all(|b| *b == Block::Zero) {
-                zero_blocks += k as u64;
-                out.zero_at(at, len as u64, zeros.get())
-                    .context(error::WriteSnafu {
-                        what: "the destination partition",
-                    })
-            } else {
-                let Ok(mut buf) = free_rx.recv() else {
-                    // The hashing threads are gone: the digest will not match.
-                    break;
-                };
-                let filled = if kind == Block::Done {
-                    self.dest
-                        .file
-                        .read_exact_at(&mut buf.get_mut()[..len], at)
-                        .context(error::ReadSnafu {
-                            what: "the written partition",
-                        })
+    /// Hash the blocks of `bytes` (from block `first`) and fold the right ones into the
+    /// digest; the others (not the indexed block) go to `bad`, fetched in another round.
+    fn hash_job(&self, first: usize, bytes: &[u8], bad: &Mutex<Vec<usize>>) {
+        let zero_sha = self.image.zero_sha();
+        let (right, wrong): (Vec<_>, Vec<_>) = bytes
+            .chunks(BLOCK_SIZE)
+            .enumerate()
+            .map(|(b, block)| {
+                // The SHA-256 of zeros is known (a compare is much cheaper than hashing them).
+                let sha = if is_zero(block) {
+                    zero_sha
                 } else {
-                    self.gather(i, k, &mut buf.get_mut()[..len])
-                        .and_then(|(z, c)| {
-                            zero_blocks += z;
-                            copied += c;
-                            out.write_at(&buf.get()[..len], at)
-                                .context(error::WriteSnafu {
-                                    what: "the destination partition",
-                                })
-                        })
+                    self.image.sha(block)
                 };
-                filled.and_then(|()| {
-                    job_tx.send((i, buf, len)).map_err(|_| error::Error::Write {
-                        what: "the destination partition (the hashing threads stopped)".to_owned(),
-                        source: std::io::Error::other("stopped"),
-                    })
-                })
-            };
-            if let Err(e) = step {
-                stop.store(true, Ordering::Relaxed);
-                return Err(e);
-            }
-            i += k;
+                (first + b, sha)
+            })
+            .partition(|(i, sha)| short_hash(sha) == self.image.blocks[*i]);
+        if !wrong.is_empty() {
+            bad.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(wrong.into_iter().map(|(i, _)| i));
         }
-        Ok((zero_blocks, copied))
+        self.fold(right);
     }
 
-    /// Fill `buf` with the `k` blocks from `i` (copies and zeros), reading each run of
-    /// consecutive seed blocks with one call. Only the bytes of a seed that were hashed when
-    /// planned are read (the rest of a short last block is zeros, as it was hashed).
-    fn gather(&self, i: usize, k: usize, buf: &mut [u8]) -> Result<(u64, u64)> {
-        let (mut zeros, mut copied) = (0, 0);
-        let mut j = i;
-        while j < i + k {
-            let run = self.run(j).min(i + k - j);
-            let start = (j - i) * BLOCK_SIZE;
-            let part = &mut buf[start..start + self.run_len(j, run)];
-            match self.blocks[j] {
-                Block::Copy { source, block } => {
-                    let (extent, hashed) = self.source(source);
-                    let from = u64::from(block) * BLOCK_SIZE as u64;
-                    let avail = part.len().min(hashed.saturating_sub(from) as usize);
-                    extent
-                        .file
-                        .read_exact_at(&mut part[..avail], extent.offset + from)
-                        .context(error::ReadSnafu {
-                            what: "a seed partition",
-                        })?;
-                    part[avail..].fill(0);
-                    copied += run as u64;
-                }
-                _ => {
-                    part.fill(0);
-                    zeros += run as u64;
-                }
-            }
-            j += run;
-        }
-        Ok((zeros, copied))
-    }
-
-    /// Blocks from `i` that are copies or short runs of zeros, at most [`IO_BLOCKS`]: one
-    /// write.
-    fn stretch(&self, i: usize) -> usize {
+    /// Blocks from `i` that are copies, short runs of zeros or fetched blocks that arrived,
+    /// at most [`IO_BLOCKS`]: one write.
+    fn stretch(&self, i: usize, arrived: &BTreeMap<usize, u32>) -> usize {
         let n = self.blocks.len();
         let mut k = 0;
         while i + k < n && k < IO_BLOCKS {
             match self.blocks[i + k] {
                 Block::Copy { .. } => k += 1,
+                Block::Missing if arrived.contains_key(&(i + k)) => k += 1,
                 Block::Zero => {
                     let zeros = self.run(i + k);
                     if zeros >= ZERO_RUN_BLOCKS && k > 0 {
@@ -467,15 +331,240 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// A write for the writing thread of [`Plan::copy_pass`].
+enum Op {
+    /// Write the buffer's `len` bytes at `at`, then hash them (from block `first`).
+    Write {
+        first: usize,
+        buf: AlignedBuffer,
+        len: usize,
+        at: u64,
+    },
+    /// Only hash them (blocks already in place, read back).
+    Hash {
+        first: usize,
+        buf: AlignedBuffer,
+        len: usize,
+    },
+    /// Zero `len` bytes at `at`.
+    Zero { at: u64, len: u64 },
+}
+
+/// The writing thread of [`Plan::copy_pass`]: each op in turn, each written buffer then to the
+/// hashing threads; stops at the first error.
+fn write_ops(out: &DirectWriter, ops: Receiver<Op>, hash: SyncSender<Job>) -> Result<()> {
+    let zeros = AlignedBuffer::new(IO_CHUNK);
+    let write_error = || error::WriteSnafu {
+        what: "the destination partition",
+    };
+    for op in ops {
+        let job = match op {
+            Op::Zero { at, len } => {
+                out.zero_at(at, len, zeros.get()).context(write_error())?;
+                continue;
+            }
+            Op::Write {
+                first,
+                buf,
+                len,
+                at,
+            } => {
+                out.write_at(&buf.get()[..len], at).context(write_error())?;
+                (first, buf, len)
+            }
+            Op::Hash { first, buf, len } => (first, buf, len),
+        };
+        hash.send(job).map_err(|_| error::Error::Write {
+            what: "the destination partition (the hashing threads stopped)".to_owned(),
+            source: std::io::Error::other("stopped"),
+        })?;
+    }
+    Ok(())
+}
+
+/// The copying thread's state in [`Plan::copy_pass`].
+struct Walker<'p, 'a> {
+    plan: &'p Plan<'a>,
+    spool: &'p File,
+    free_rx: Receiver<AlignedBuffer>,
+    write_tx: SyncSender<Op>,
+    /// Fetched blocks in the spool, not written yet: block of the image, block of the spool.
+    arrived: BTreeMap<usize, u32>,
+    zero_blocks: u64,
+    copied: u64,
+}
+
+impl Walker<'_, '_> {
+    /// Take the fetched blocks that arrived (without waiting).
+    fn take_arrived(&mut self, fetched: &Receiver<Arrived>) {
+        while let Ok(blocks) = fetched.try_recv() {
+            self.arrived.extend(blocks);
+        }
+    }
+
+    /// The walk: every block in order. A fetched block that has not arrived when the walk
+    /// reaches it is written by [`Walker::late`].
+    fn walk(&mut self, fetched: &Receiver<Arrived>, stop: &AtomicBool) -> Result<()> {
+        let plan = self.plan;
+        let end = plan.blocks.len();
+        let mut i = 0;
+        while i < end && !stop.load(Ordering::Relaxed) {
+            self.take_arrived(fetched);
+            let kind = plan.blocks[i];
+            let k = match kind {
+                // Written in an earlier round.
+                Block::Written => {
+                    i += plan.run(i).min(end - i);
+                    continue;
+                }
+                // Not fetched yet.
+                Block::Missing if !self.arrived.contains_key(&i) => {
+                    i += 1;
+                    continue;
+                }
+                // A run already in place (resuming) is only read, for its SHA-256; a long run
+                // of zeros is zeroed; a stretch of copies, short runs of zeros and fetched
+                // blocks is gathered into one buffer and written with one call.
+                Block::Done => plan.run(i),
+                Block::Zero if plan.run(i) >= ZERO_RUN_BLOCKS => plan.run(i),
+                _ => plan.stretch(i, &self.arrived),
+            }
+            .min(end - i);
+            if !self.put(i, k, kind)? {
+                break;
+            }
+            i += k;
+        }
+        Ok(())
+    }
+
+    /// After the walk: the fetched blocks that arrived after it passed them, in batches, until
+    /// the fetching side is done.
+    fn late(&mut self, fetched: &Receiver<Arrived>) -> Result<()> {
+        loop {
+            let more = fetched.recv().map(|blocks| self.arrived.extend(blocks));
+            self.take_arrived(fetched);
+            if more.is_ok() && self.arrived.len() < LATE_BATCH {
+                continue;
+            }
+            while let Some((&i, _)) = self.arrived.first_key_value() {
+                let mut k = 1;
+                while k < IO_BLOCKS && self.arrived.contains_key(&(i + k)) {
+                    k += 1;
+                }
+                if !self.put(i, k, Block::Missing)? {
+                    return Ok(());
+                }
+            }
+            if more.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Write the `k` blocks from `i` (of `kind` for the first; see [`Walker::walk`]) and
+    /// have them hashed. `false` when the writing or hashing threads are gone (after an
+    /// error, which the caller reports).
+    fn put(&mut self, i: usize, k: usize, kind: Block) -> Result<bool> {
+        let plan = self.plan;
+        let len = plan.run_len(i, k);
+        let at = plan.dest.offset + (i * BLOCK_SIZE) as u64;
+        let op = if plan.blocks[i..i + k].iter().all(|b| *b == Block::Zero) {
+            self.zero_blocks += k as u64;
+            Op::Zero {
+                at,
+                len: len as u64,
+            }
+        } else {
+            let Ok(mut buf) = self.free_rx.recv() else {
+                return Ok(false);
+            };
+            if kind == Block::Done {
+                plan.dest
+                    .file
+                    .read_exact_at(&mut buf.get_mut()[..len], at)
+                    .context(error::ReadSnafu {
+                        what: "the written partition",
+                    })?;
+                Op::Hash { first: i, buf, len }
+            } else {
+                self.gather(i, k, &mut buf.get_mut()[..len])?;
+                Op::Write {
+                    first: i,
+                    buf,
+                    len,
+                    at,
+                }
+            }
+        };
+        Ok(self.write_tx.send(op).is_ok())
+    }
+
+    /// Fill `buf` with the `k` blocks from `i` (copies, zeros, and fetched blocks from the
+    /// spool), reading each run of consecutive blocks of a seed or of the spool with one
+    /// call. Only the bytes of a seed that were hashed when planned are read (the rest of a
+    /// short last block is zeros, as it was hashed).
+    fn gather(&mut self, i: usize, k: usize, buf: &mut [u8]) -> Result<()> {
+        let plan = self.plan;
+        let mut j = i;
+        while j < i + k {
+            let (run, source) = match plan.blocks[j] {
+                Block::Copy { source, block } => {
+                    let run = plan.run(j).min(i + k - j);
+                    self.copied += run as u64;
+                    let (extent, hashed) = plan.source(source);
+                    (
+                        run,
+                        Some((extent.file, extent.offset, u64::from(block), hashed)),
+                    )
+                }
+                Block::Missing => {
+                    // Blocks consecutive in the spool too.
+                    let first = self.arrived.remove(&j).unwrap_or_default();
+                    let mut run = 1;
+                    while j + run < i + k
+                        && self.arrived.get(&(j + run)) == Some(&(first + run as u32))
+                    {
+                        self.arrived.remove(&(j + run));
+                        run += 1;
+                    }
+                    (run, Some((self.spool, 0, u64::from(first), u64::MAX)))
+                }
+                _ => {
+                    let run = plan.run(j).min(i + k - j);
+                    self.zero_blocks += run as u64;
+                    (run, None)
+                }
+            };
+            let start = (j - i) * BLOCK_SIZE;
+            let part = &mut buf[start..start + plan.run_len(j, run)];
+            match source {
+                Some((file, offset, block, hashed)) => {
+                    let from = block * BLOCK_SIZE as u64;
+                    let avail = part.len().min(hashed.saturating_sub(from) as usize);
+                    file.read_exact_at(&mut part[..avail], offset + from)
+                        .context(error::ReadSnafu {
+                            what: "a seed partition or the spool",
+                        })?;
+                    part[avail..].fill(0);
+                }
+                None => part.fill(0),
+            }
+            j += run;
+        }
+        Ok(())
+    }
+}
+
 /// The fetching side of [`Plan::write`]: which missing blocks each store frame holds.
 struct Fetched {
     /// (frame offset, block), sorted: every block still to fetch.
     pending: Vec<(u64, u32)>,
-    /// Which of `pending` are written.
+    /// Which of `pending` are spooled.
     done: Vec<bool>,
-    /// Blocks of `pending` not written yet.
+    /// Blocks of `pending` not spooled yet.
     remaining: usize,
-    /// Blocks written from fetched frames.
+    /// Blocks spooled from fetched frames.
     blocks: u64,
     decompressor: zstd::bulk::Decompressor<'static>,
 }
@@ -500,8 +589,15 @@ impl Fetched {
     }
 
     /// Every missing block whose frame lies in `range`, from `bytes` (the store's bytes of
-    /// `range`), each checked against its hash in the index, to be written.
-    fn apply(&mut self, plan: &Plan<'_>, range: StoreRange, bytes: &[u8]) -> Result<Verified> {
+    /// `range`), each checked against its hash in the index, then appended to `spool` at
+    /// block `end` (which moves on).
+    fn apply(
+        &mut self,
+        plan: &Plan<'_>,
+        range: StoreRange,
+        bytes: &[u8],
+        (spool, spool_end): (&File, &mut u32),
+    ) -> Result<Arrived> {
         ensure!(
             bytes.len() as u64 == range.len,
             error::ShortRangeSnafu {
@@ -516,8 +612,8 @@ impl Fetched {
             .partition_point(|(offset, _)| *offset < range.offset);
         let mut raw: Vec<u8> = Vec::new();
         let mut raw_offset = None;
-        let mut verified: Verified = Vec::new();
-        let mut shas = Vec::new();
+        let mut arrived: Arrived = Vec::new();
+        let mut spooled: Vec<u8> = Vec::new();
         while k < self.pending.len() && self.pending[k].0 < end {
             let (offset, block) = self.pending[k];
             let i = block as usize;
@@ -542,65 +638,34 @@ impl Fetched {
             }
             // Blocks sharing a frame have the same bytes; the image's last block may be short.
             let len = plan.image.block_len(i);
-            let sha = (raw.len() >= len)
-                .then(|| plan.image.sha(&raw[..len]))
-                .filter(|sha| short_hash(sha) == plan.image.blocks[i]);
-            let Some(sha) = sha else {
-                return error::BadPieceSnafu {
+            let right = raw.len() >= len
+                && short_hash(&plan.image.sha(&raw[..len])) == plan.image.blocks[i];
+            ensure!(
+                right,
+                error::BadPieceSnafu {
                     image: &plan.image.role,
                     offset,
                     end: frame_end,
                     reason: format!("block {i}: not the bytes the index lists"),
                 }
-                .fail();
-            };
-            verified.push((i, raw[..len].to_vec()));
-            shas.push((i, sha));
+            );
+            let at = spooled.len();
+            spooled.extend_from_slice(&raw[..len]);
+            spooled.resize(at + BLOCK_SIZE, 0);
+            arrived.push((i, *spool_end + arrived.len() as u32));
             self.done[k] = true;
             k += 1;
         }
-        plan.fold(shas);
-        self.remaining -= verified.len();
-        self.blocks += verified.len() as u64;
-        Ok(verified)
+        spool
+            .write_all_at(&spooled, u64::from(*spool_end) * BLOCK_SIZE as u64)
+            .context(error::WriteSnafu {
+                what: "the spool of fetched blocks",
+            })?;
+        *spool_end += arrived.len() as u32;
+        self.remaining -= arrived.len();
+        self.blocks += arrived.len() as u64;
+        Ok(arrived)
     }
-}
-
-/// Bytes of checked fetched blocks.
-fn verified_len(blocks: &Verified) -> usize {
-    blocks.iter().map(|(_, b)| b.len()).sum()
-}
-
-/// Write checked fetched blocks into the partition at `base`: consecutive blocks with one call
-/// (direct I/O when aligned: a new kernel's blocks arrive in long runs), single blocks through
-/// the page cache.
-fn write_blocks(out: &DirectWriter, base: u64, mut blocks: Verified) -> Result<()> {
-    blocks.sort_unstable_by_key(|(i, _)| *i);
-    let mut from = 0;
-    while from < blocks.len() {
-        let mut to = from + 1;
-        while to < blocks.len() && blocks[to].0 == blocks[to - 1].0 + 1 {
-            to += 1;
-        }
-        let at = base + (blocks[from].0 * BLOCK_SIZE) as u64;
-        let written = if to - from == 1 {
-            out.write_at(&blocks[from].1, at)
-        } else {
-            let len: usize = blocks[from..to].iter().map(|(_, b)| b.len()).sum();
-            let mut run = AlignedBuffer::new(len);
-            let mut put = 0;
-            for (_, block) in &blocks[from..to] {
-                run.get_mut()[put..put + block.len()].copy_from_slice(block);
-                put += block.len();
-            }
-            out.write_at(run.get(), at)
-        };
-        written.context(error::WriteSnafu {
-            what: "the destination partition",
-        })?;
-        from = to;
-    }
-    Ok(())
 }
 
 /// Lower this thread's priority (nice 10), so that the thread writing fetched blocks runs as

@@ -25,12 +25,21 @@ const GAP: u64 = 1 << 10;
 const MAX_RANGE: u64 = 128 << 10;
 /// Requests in flight at once.
 const PARALLEL: usize = 4;
+/// Where the root and the hash images are in the lists of images and partitions (root, boot,
+/// hash).
+const ROOT: usize = 0;
+const HASH: usize = 2;
 /// The cached index's file name in the datastore.
 const CACHE_FILE: &str = "delta-index";
 /// The file that says a delta write of an index (its SHA-256) into the inactive set started:
 /// the next run of the same update reads the inactive set first and keeps what is already
 /// written (after a kill or a reboot, or when a staged update is staged or applied again).
 const STARTED_FILE: &str = "delta-started";
+
+/// The file in the datastore where fetched blocks land before they are written (see
+/// `delta::Plan::with_spool`): a kill loses none of them, and the next run of the same update
+/// takes it as a seed. Removed once the update is written.
+const SPOOL_FILE: &str = "delta-spool";
 
 /// Whether an earlier run started writing this delta into the inactive set (and maybe
 /// finished): then the inactive set is read first, and what is already right is kept. Every
@@ -43,13 +52,60 @@ pub fn resuming(datastore: &std::path::Path, loaded: &Loaded) -> bool {
 
 /// Record that a delta write of `loaded` into the inactive set starts. The record is only a
 /// hint for a later run (it saves refetching what this run writes), so failing to write it is
-/// a warning.
-pub fn mark_started(datastore: &std::path::Path, loaded: &Loaded) {
+/// a warning. A spool left by a run of another update is removed.
+pub fn mark_started(datastore: &std::path::Path, loaded: &Loaded, resume: bool) {
+    if !resume {
+        remove_spool(datastore);
+    }
     let path = datastore.join(STARTED_FILE);
     if let Err(e) = update_metadata::fs::write_atomic(&path, loaded.index_sha256.as_bytes(), 0o600)
     {
         tracing::warn!(path = %path.display(), error = %e, "cannot record the delta write; an interrupted run will fetch it all again");
     }
+}
+
+/// Remove the spool (the update is written, or another one starts). A spool that cannot be
+/// removed only takes room until the next update.
+pub fn remove_spool(datastore: &std::path::Path) {
+    let path = datastore.join(SPOOL_FILE);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the delta spool");
+        }
+        _ => {}
+    }
+}
+
+/// The spool an interrupted run of this update left, as a seed (its blocks are found by
+/// their hashes, like any seed's).
+fn spool_seed(datastore: &std::path::Path) -> Option<SeedPartition> {
+    let path = datastore.join(SPOOL_FILE);
+    let len = std::fs::metadata(&path).ok()?.len();
+    (len > 0).then(|| SeedPartition {
+        name: "the spool of an interrupted run".to_owned(),
+        partition: PartitionTarget {
+            number: 0,
+            path,
+            offset: 0,
+            capacity: len,
+        },
+        tree: None,
+    })
+}
+
+/// Open the spool for this run's fetched blocks (created `0o600`; kept as it is when
+/// resuming, since its blocks are then also a seed).
+fn open_spool(datastore: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = datastore.join(SPOOL_FILE);
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .context(error::ReadPartitionSnafu { path })
 }
 
 /// An update's delta, ready to use.
@@ -134,24 +190,35 @@ fn extent_of<'a>(file: &'a std::fs::File, target: &PartitionTarget) -> delta::Ex
 /// and reading them cost a third of a patch update's time. The inactive set's partition is
 /// read when resuming, by the plan itself.) The running root comes with the running set's
 /// hash partition, whose dm-verity tree lists its blocks.
-pub fn seeds(running: &[PartitionTarget], i: usize) -> Vec<SeedPartition> {
+///
+/// When `resume`, the spool of the interrupted run follows.
+pub fn seeds(
+    running: &[PartitionTarget],
+    i: usize,
+    datastore: &std::path::Path,
+    resume: bool,
+) -> Vec<SeedPartition> {
     running
         .get(i)
         .map(|partition| SeedPartition {
+            name: format!("partition {}", partition.number),
             partition: partition.clone(),
-            tree: if i == 0 {
-                running.get(2).cloned()
+            tree: if i == ROOT {
+                running.get(HASH).cloned()
             } else {
                 None
             },
         })
         .into_iter()
+        .chain(spool_seed(datastore).filter(|_| resume))
         .collect()
 }
 
 /// A partition to copy blocks from.
 #[derive(Debug, Clone)]
 pub struct SeedPartition {
+    /// What it is, for logs.
+    pub name: String,
     /// The partition.
     pub partition: PartitionTarget,
     /// A hash partition whose dm-verity tree may list its blocks (see [`delta::verity`]).
@@ -211,7 +278,7 @@ fn seed_list<'a>(
         .zip(files)
         .map(|(s, f)| delta::Seed {
             extent: extent_of(f, &s.partition),
-            name: format!("partition {}", s.partition.number),
+            name: s.name.clone(),
             hashes: s.tree.as_ref().and_then(|tree| tree_hashes(image, tree)),
         })
         .collect()
@@ -268,6 +335,7 @@ pub async fn write_image(
     let (bytes_tx, mut bytes_rx) =
         tokio::sync::mpsc::channel::<Option<(delta::StoreRange, Vec<u8>)>>(1);
     let worker = {
+        let spool = session.settings.paths.datastore.clone();
         let index = loaded.index.clone();
         let role = role.to_owned();
         let dest = dest.clone();
@@ -294,6 +362,7 @@ pub async fn write_image(
             if let Ok(direct) = open_direct(&dest) {
                 plan = plan.with_direct(direct);
             }
+            plan = plan.with_spool(open_spool(&spool)?).context(delta_err())?;
             let planned = started.elapsed().as_secs_f64();
             tracing::debug!(image = %role, plan_secs = planned, "delta planned");
             loop {
@@ -478,8 +547,9 @@ async fn delta_estimate(
     // The index counts unless an earlier run had cached it.
     let mut bytes = loaded.index_fetched;
     let (_, targets, running) = crate::images::partitions(&disk.source, disk.lock_timeout).await?;
+    let datastore = &session.settings.paths.datastore;
     for (i, (role, target)) in ["root", "boot", "hash"].iter().zip(&targets).enumerate() {
-        let seeds = seeds(&running, i);
+        let seeds = seeds(&running, i, datastore, resume);
         bytes += plan_bytes(&loaded, role, target, &seeds, resume).await?;
     }
     Ok(bytes)

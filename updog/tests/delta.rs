@@ -8,7 +8,7 @@ mod common;
 
 use common::{Release, Scenario, flags, partition_range};
 use jiff::{SignedDuration, Timestamp};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 
 fn past() -> Timestamp {
     Timestamp::now() - SignedDuration::from_hours(24 * 10)
@@ -136,7 +136,7 @@ fn a_patch_release_fetches_only_what_changed_and_a_rerun_fetches_nothing() {
 }
 
 #[test]
-fn a_run_killed_while_fetching_is_resumed_keeping_what_it_wrote() {
+fn a_run_killed_while_fetching_is_resumed_keeping_what_it_fetched() {
     use std::io::BufRead;
     // 40 single changed blocks spread over the root: 40 store frames, fetched as separate
     // ranges (the unchanged blocks' frames lie between them).
@@ -214,6 +214,23 @@ fn a_run_killed_while_fetching_is_resumed_keeping_what_it_wrote() {
         (0, 0, false),
         "the set stays unbootable"
     );
+    // Every block fetched before the stall was checked and spooled before it was written.
+    let spool = scenario.path("datastore").join("delta-spool");
+    let spooled = std::fs::metadata(&spool).map(|m| m.len()).unwrap_or(0);
+    assert!(spooled >= 20 * 4096, "spool of {spooled} bytes");
+    assert_eq!(
+        std::fs::metadata(&spool).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Set B's root loses what the killed run wrote: the fetched blocks are only in the spool
+    // now (the copies come from set A again).
+    let (offset, len) = partition_range(9);
+    let disk = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&scenario.disk)
+        .unwrap();
+    disk.write_all_at(&vec![0; len as usize], offset).unwrap();
+    drop(disk);
 
     let first_run: Vec<String> = scenario
         .server
@@ -225,9 +242,13 @@ fn a_run_killed_while_fetching_is_resumed_keeping_what_it_wrote() {
     scenario.server.clear_log();
     update(&scenario);
     scenario.assert_set_b_holds(&new);
-    // The re-run read set B first and kept the blocks the killed run had fetched: it fetches
-    // what was still missing (the frames from the stall on, the boot image's change, and the
-    // few ranges that were in flight), not all 40.
+    assert!(
+        !spool.exists(),
+        "the spool is removed once the update is written"
+    );
+    // The re-run took the killed run's fetched blocks from the spool: it fetches what was
+    // still missing (the frames from the stall on, the boot image's change, and the few
+    // ranges that were in flight), not all 40.
     let (bytes, _) = store_fetched(&scenario);
     let before_stall: u64 = frames[..20].iter().map(|f| u64::from(f.len)).sum();
     let after_stall = total - before_stall;

@@ -174,14 +174,14 @@ pub async fn run(
     let resume = match &delta {
         Some(loaded) => {
             let resume = delta_path::resuming(datastore, loaded);
-            delta_path::mark_started(datastore, loaded);
+            delta_path::mark_started(datastore, loaded, resume);
             resume
         }
         None => false,
     };
     let mut reports = Vec::new();
     for (i, ((image, name), target)) in IMAGES.iter().zip(&names).zip(&targets).enumerate() {
-        let seeds = delta_path::seeds(&running, i);
+        let seeds = delta_path::seeds(&running, i, datastore, resume);
         let report = match &delta {
             Some(loaded) => {
                 match delta_path::write_image(
@@ -208,6 +208,10 @@ pub async fn run(
             None => write_one(&session, image, name, target, progress).await?,
         };
         reports.push(report);
+    }
+
+    if delta.is_some() {
+        delta_path::remove_spool(datastore);
     }
 
     // The written set needs these migrations until the host runs it: recorded before it can
