@@ -313,13 +313,23 @@ pub struct Job<'a> {
     pub resume: bool,
 }
 
-/// Write `job`'s image into its partition by the delta path.
-pub async fn write_image(
-    session: &Session,
-    loaded: &Loaded,
-    job: Job<'_>,
-    progress: &Progress,
-) -> Result<ImageReport> {
+/// A delta write whose plan is being made (or is made) on a thread of its own: see [`start`].
+#[derive(Debug)]
+pub struct Started<'a> {
+    role: &'a str,
+    name: &'a str,
+    dest: &'a PartitionTarget,
+    /// Lets the worker write once the plan is made (dropped: it stops).
+    go: tokio::sync::oneshot::Sender<()>,
+    ranges_rx: tokio::sync::mpsc::UnboundedReceiver<(Vec<delta::StoreRange>, delta::Stats, u64)>,
+    bytes_tx: tokio::sync::mpsc::Sender<Option<(delta::StoreRange, Vec<u8>)>>,
+    worker: tokio::task::JoinHandle<Result<delta::Stats>>,
+}
+
+/// Start `job`'s delta write: its plan is made now, on a thread of its own (reading the
+/// partitions only), so that an image's plan is ready when the image before it is written;
+/// [`write_image`] then writes it.
+pub fn start<'a>(session: &Session, loaded: &Loaded, job: Job<'a>) -> Started<'a> {
     let Job {
         role,
         name,
@@ -327,10 +337,11 @@ pub async fn write_image(
         seeds,
         resume,
     } = job;
-    // The worker plans, then writes in rounds: it sends each round's ranges, and receives
-    // their bytes until a `None` ends the round (a second round only when copied blocks were
-    // not what the index lists).
-    let (ranges_tx, mut ranges_rx) =
+    // The worker plans, waits for `go`, then writes in rounds: it sends each round's ranges,
+    // and receives their bytes until a `None` ends the round (a second round only when
+    // copied blocks were not what the index lists).
+    let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ranges_tx, ranges_rx) =
         tokio::sync::mpsc::unbounded_channel::<(Vec<delta::StoreRange>, delta::Stats, u64)>();
     let (bytes_tx, mut bytes_rx) =
         tokio::sync::mpsc::channel::<Option<(delta::StoreRange, Vec<u8>)>>(1);
@@ -362,9 +373,16 @@ pub async fn write_image(
             if let Ok(direct) = open_direct(&dest) {
                 plan = plan.with_direct(direct);
             }
-            plan = plan.with_spool(open_spool(&spool)?).context(delta_err())?;
             let planned = started.elapsed().as_secs_f64();
             tracing::debug!(image = %role, plan_secs = planned, "delta planned");
+            if go_rx.blocking_recv().is_err() {
+                return Err(error::Error::DeltaMismatch {
+                    why: "the update stopped before this image".to_owned(),
+                });
+            }
+            let started = std::time::Instant::now();
+            // Opened now: the images before this one appended to it.
+            plan = plan.with_spool(open_spool(&spool)?).context(delta_err())?;
             loop {
                 let ranges = plan.ranges(GAP, MAX_RANGE);
                 if ranges_tx.send((ranges, plan.stats(), image.size)).is_err() {
@@ -378,12 +396,41 @@ pub async fn write_image(
                     .write(std::iter::from_fn(|| bytes_rx.blocking_recv().flatten()))
                     .context(delta_err())?;
                 if let delta::Written::Done(stats) = written {
-                    tracing::debug!(image = %role, write_secs = started.elapsed().as_secs_f64() - planned, "delta written");
+                    tracing::debug!(image = %role, write_secs = started.elapsed().as_secs_f64(), "delta written");
                     return Ok(stats);
                 }
             }
         })
     };
+    Started {
+        role,
+        name,
+        dest,
+        go,
+        ranges_rx,
+        bytes_tx,
+        worker,
+    }
+}
+
+/// Write a [`start`]ed image into its partition by the delta path.
+pub async fn write_image(
+    session: &Session,
+    loaded: &Loaded,
+    started: Started<'_>,
+    progress: &Progress,
+) -> Result<ImageReport> {
+    let Started {
+        role,
+        name,
+        dest,
+        go,
+        mut ranges_rx,
+        bytes_tx,
+        worker,
+    } = started;
+    // The worker is gone only after an error, which its result reports.
+    let _ = go.send(());
     let transport = &session.transport;
     let url = &loaded.store_url;
     let mut downloaded = 0_u64;

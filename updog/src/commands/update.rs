@@ -179,25 +179,34 @@ pub async fn run(
         }
         None => false,
     };
-    let mut reports = Vec::new();
-    for (i, ((image, name), target)) in IMAGES.iter().zip(&names).zip(&targets).enumerate() {
-        let seeds = delta_path::seeds(&running, i, datastore, resume);
-        let report = match &delta {
-            Some(loaded) => {
-                match delta_path::write_image(
+    // Every image's plan is made at once (each on a thread of its own, reading only), so
+    // that the next one is ready when an image is written.
+    let mut started: Vec<_> = IMAGES
+        .iter()
+        .zip(&names)
+        .zip(&targets)
+        .enumerate()
+        .map(|(i, ((image, name), target))| {
+            delta.as_ref().map(|loaded| {
+                delta_path::start(
                     &session,
                     loaded,
                     delta_path::Job {
                         role: image,
                         name,
                         dest: target,
-                        seeds,
+                        seeds: delta_path::seeds(&running, i, datastore, resume),
                         resume,
                     },
-                    progress,
                 )
-                .await
-                {
+            })
+        })
+        .collect();
+    let mut reports = Vec::new();
+    for (i, ((image, name), target)) in IMAGES.iter().zip(&names).zip(&targets).enumerate() {
+        let report = match (&delta, started[i].take()) {
+            (Some(loaded), Some(planned)) => {
+                match delta_path::write_image(&session, loaded, planned, progress).await {
                     Ok(report) => report,
                     Err(e) => {
                         tracing::warn!(image, error = %error::chain(&e), "the delta path failed; downloading the full image");
@@ -205,7 +214,7 @@ pub async fn run(
                     }
                 }
             }
-            None => write_one(&session, image, name, target, progress).await?,
+            _ => write_one(&session, image, name, target, progress).await?,
         };
         reports.push(report);
     }
