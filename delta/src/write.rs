@@ -26,9 +26,6 @@ type Arrived = Vec<(usize, u32)>;
 /// Fetched ranges checked and spooled, for the copying thread (it takes all there are
 /// between two of its writes).
 const FETCHED_QUEUE: usize = 64;
-/// Once the walk is done, the fetched blocks that arrived after it passed them are written
-/// when this many have gathered (and at the end).
-const LATE_BATCH: usize = 256;
 /// Buffers of [`IO_CHUNK`] going round between the copying thread and the hashing threads.
 const COPY_BUFFERS: usize = 4;
 /// A job for the hashing threads: the first block, the buffer, its length in bytes.
@@ -237,9 +234,7 @@ impl<'a> Plan<'a> {
                 zero_blocks: 0,
                 copied: 0,
             };
-            let walked = walker
-                .walk(&fetched, stop)
-                .and_then(|()| walker.late(&fetched));
+            let walked = walker.walk(&fetched, stop);
             let (zero_blocks, copied) = (walker.zero_blocks, walker.copied);
             drop(walker);
             let written = writer.join().unwrap_or_else(|_| {
@@ -402,8 +397,9 @@ impl Walker<'_, '_> {
         }
     }
 
-    /// The walk: every block in order. A fetched block that has not arrived when the walk
-    /// reaches it is written by [`Walker::late`].
+    /// The walk: every block in order, each fetched block as soon as it arrived (the fetched
+    /// blocks are in the spool: waiting for them does not slow the fetching, and they are
+    /// written in the same calls as the copies around them).
     fn walk(&mut self, fetched: &Receiver<Arrived>, stop: &AtomicBool) -> Result<()> {
         let plan = self.plan;
         let end = plan.blocks.len();
@@ -417,9 +413,14 @@ impl Walker<'_, '_> {
                     i += plan.run(i).min(end - i);
                     continue;
                 }
-                // Not fetched yet.
+                // Not fetched yet: wait for it (the fetching side does not wait for the
+                // walk, and fetches in about block order; the end of the fetching side
+                // without it is reported by the caller).
                 Block::Missing if !self.arrived.contains_key(&i) => {
-                    i += 1;
+                    match fetched.recv() {
+                        Ok(blocks) => self.arrived.extend(blocks),
+                        Err(_) => return Ok(()),
+                    }
                     continue;
                 }
                 // A run already in place (resuming) is only read, for its SHA-256; a long run
@@ -436,30 +437,6 @@ impl Walker<'_, '_> {
             i += k;
         }
         Ok(())
-    }
-
-    /// After the walk: the fetched blocks that arrived after it passed them, in batches, until
-    /// the fetching side is done.
-    fn late(&mut self, fetched: &Receiver<Arrived>) -> Result<()> {
-        loop {
-            let more = fetched.recv().map(|blocks| self.arrived.extend(blocks));
-            self.take_arrived(fetched);
-            if more.is_ok() && self.arrived.len() < LATE_BATCH {
-                continue;
-            }
-            while let Some((&i, _)) = self.arrived.first_key_value() {
-                let mut k = 1;
-                while k < IO_BLOCKS && self.arrived.contains_key(&(i + k)) {
-                    k += 1;
-                }
-                if !self.put(i, k, Block::Missing)? {
-                    return Ok(());
-                }
-            }
-            if more.is_err() {
-                return Ok(());
-            }
-        }
     }
 
     /// Write the `k` blocks from `i` (of `kind` for the first; see [`Walker::walk`]) and
