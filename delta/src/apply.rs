@@ -443,18 +443,20 @@ fn read_extent(
     what: &str,
     mut f: impl FnMut(&[u8]) -> bool,
 ) -> Result<()> {
-    let mut buf = vec![0_u8; IO_CHUNK];
+    let mut buf = crate::io::AlignedBuffer::reused(IO_CHUNK);
     let mut at = 0_u64;
+    let mut read = Ok(());
     while at < len {
         let n = (len - at).min(IO_CHUNK as u64) as usize;
-        extent
+        read = extent
             .file
-            .read_exact_at(&mut buf[..n], extent.offset + at)
-            .context(error::ReadSnafu { what })?;
-        if !f(&buf[..n]) {
+            .read_exact_at(&mut buf.get_mut()[..n], extent.offset + at)
+            .context(error::ReadSnafu { what });
+        if read.is_err() || !f(&buf.get()[..n]) {
             break;
         }
         at += n as u64;
     }
-    Ok(())
+    buf.give_back();
+    read
 }

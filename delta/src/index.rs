@@ -323,8 +323,11 @@ impl Index {
                     u64::from_le_bytes(b)
                 })
                 .collect();
-            // Grown as entries parse (a bad count must not reserve memory up front).
-            let mut frames = Vec::new();
+            // The hashes of `nblocks` blocks were there, so the count is backed by the index's
+            // bytes (a bad count cannot reserve memory up front); reserved exactly, since
+            // growing it by doubling made the largest part of a 2 GiB root's peak memory
+            // (the old and the new copy at once).
+            let mut frames = Vec::with_capacity(nblocks);
             for _ in 0..nblocks {
                 let frame = match r.varint()? {
                     0 => Frame { offset: 0, len: 0 },

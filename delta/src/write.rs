@@ -198,11 +198,11 @@ impl<'a> Plan<'a> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<AlignedBuffer>(COPY_BUFFERS);
         for _ in 0..COPY_BUFFERS {
-            let _ = free_tx.send(AlignedBuffer::new(IO_CHUNK));
+            let _ = free_tx.send(AlignedBuffer::reused(IO_CHUNK));
         }
         let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Job>(COPY_BUFFERS);
         let job_rx = Mutex::new(job_rx);
-        std::thread::scope(|scope| {
+        let done = std::thread::scope(|scope| {
             for _ in 0..threads {
                 let free_tx = free_tx.clone();
                 let job_rx = &job_rx;
@@ -228,7 +228,7 @@ impl<'a> Plan<'a> {
             let mut walker = Walker {
                 plan: self,
                 spool,
-                free_rx,
+                free_rx: &free_rx,
                 write_tx,
                 arrived: BTreeMap::new(),
                 zero_blocks: 0,
@@ -249,7 +249,12 @@ impl<'a> Plan<'a> {
                 stop.store(true, Ordering::Relaxed);
             }
             done.map(|()| (zero_blocks, copied))
-        })
+        });
+        // The buffers, for the next image.
+        for buf in free_rx.try_iter() {
+            buf.give_back();
+        }
+        done
     }
 
     /// Hash the blocks of `bytes` (from block `first`) and fold the right ones into the
@@ -381,7 +386,7 @@ fn write_ops(out: &DirectWriter, ops: Receiver<Op>, hash: SyncSender<Job>) -> Re
 struct Walker<'p, 'a> {
     plan: &'p Plan<'a>,
     spool: &'p File,
-    free_rx: Receiver<AlignedBuffer>,
+    free_rx: &'p Receiver<AlignedBuffer>,
     write_tx: SyncSender<Op>,
     /// Fetched blocks in the spool, not written yet: block of the image, block of the spool.
     arrived: BTreeMap<usize, u32>,
@@ -544,6 +549,11 @@ struct Fetched {
     /// Blocks spooled from fetched frames.
     blocks: u64,
     decompressor: zstd::bulk::Decompressor<'static>,
+    /// A frame's bytes, decompressed (one block).
+    raw: Box<[u8; BLOCK_SIZE]>,
+    /// A range's blocks, for the spool (kept: allocations that come and go per range grow the
+    /// heap of a long update).
+    spooled: Vec<u8>,
 }
 
 impl Fetched {
@@ -562,6 +572,8 @@ impl Fetched {
             pending,
             blocks: 0,
             decompressor,
+            raw: Box::new([0; BLOCK_SIZE]),
+            spooled: Vec::new(),
         })
     }
 
@@ -587,10 +599,10 @@ impl Fetched {
         let mut k = self
             .pending
             .partition_point(|(offset, _)| *offset < range.offset);
-        let mut raw: Vec<u8> = Vec::new();
+        let mut raw_len = 0;
         let mut raw_offset = None;
         let mut arrived: Arrived = Vec::new();
-        let mut spooled: Vec<u8> = Vec::new();
+        self.spooled.clear();
         while k < self.pending.len() && self.pending[k].0 < end {
             let (offset, block) = self.pending[k];
             let i = block as usize;
@@ -602,9 +614,12 @@ impl Fetched {
             }
             if raw_offset != Some(offset) {
                 let start = (offset - range.offset) as usize;
-                raw = self
+                raw_len = self
                     .decompressor
-                    .decompress(&bytes[start..start + frame.len as usize], BLOCK_SIZE)
+                    .decompress_to_buffer(
+                        &bytes[start..start + frame.len as usize],
+                        &mut self.raw[..],
+                    )
                     .map_err(|e| error::Error::BadPiece {
                         image: plan.image.role.clone(),
                         offset,
@@ -615,6 +630,7 @@ impl Fetched {
             }
             // Blocks sharing a frame have the same bytes; the image's last block may be short.
             let len = plan.image.block_len(i);
+            let raw = &self.raw[..raw_len];
             let right = raw.len() >= len
                 && short_hash(&plan.image.sha(&raw[..len])) == plan.image.blocks[i];
             ensure!(
@@ -626,15 +642,15 @@ impl Fetched {
                     reason: format!("block {i}: not the bytes the index lists"),
                 }
             );
-            let at = spooled.len();
-            spooled.extend_from_slice(&raw[..len]);
-            spooled.resize(at + BLOCK_SIZE, 0);
+            let at = self.spooled.len();
+            self.spooled.extend_from_slice(&raw[..len]);
+            self.spooled.resize(at + BLOCK_SIZE, 0);
             arrived.push((i, *spool_end + arrived.len() as u32));
             self.done[k] = true;
             k += 1;
         }
         spool
-            .write_all_at(&spooled, u64::from(*spool_end) * BLOCK_SIZE as u64)
+            .write_all_at(&self.spooled, u64::from(*spool_end) * BLOCK_SIZE as u64)
             .context(error::WriteSnafu {
                 what: "the spool of fetched blocks",
             })?;

@@ -326,10 +326,17 @@ pub struct Started<'a> {
     worker: tokio::task::JoinHandle<Result<delta::Stats>>,
 }
 
-/// Start `job`'s delta write: its plan is made now, on a thread of its own (reading the
-/// partitions only), so that an image's plan is ready when the image before it is written;
-/// [`write_image`] then writes it.
-pub fn start<'a>(session: &Session, loaded: &Loaded, job: Job<'a>) -> Started<'a> {
+/// Start `job`'s delta write: its plan is made on a thread of its own (reading the
+/// partitions only) as soon as the plan before it (`after`) is made, so that an image's plan
+/// is ready when the image before it is written (one plan at a time: two at once needed more
+/// memory for little gain); [`write_image`] then writes it. The receiver returned says when
+/// this plan is made (or failed).
+pub fn start<'a>(
+    session: &Session,
+    loaded: &Loaded,
+    job: Job<'a>,
+    after: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> (Started<'a>, tokio::sync::oneshot::Receiver<()>) {
     let Job {
         role,
         name,
@@ -341,6 +348,7 @@ pub fn start<'a>(session: &Session, loaded: &Loaded, job: Job<'a>) -> Started<'a
     // and receives their bytes until a `None` ends the round (a second round only when
     // copied blocks were not what the index lists).
     let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let (planned_tx, planned_rx) = tokio::sync::oneshot::channel::<()>();
     let (ranges_tx, ranges_rx) =
         tokio::sync::mpsc::unbounded_channel::<(Vec<delta::StoreRange>, delta::Stats, u64)>();
     let (bytes_tx, mut bytes_rx) =
@@ -362,14 +370,19 @@ pub fn start<'a>(session: &Session, loaded: &Loaded, job: Job<'a>) -> Started<'a
             let delta_err = || error::DeltaSnafu {
                 image: role.clone(),
             };
+            if let Some(after) = after {
+                // Dropped (an error) or sent: either way the plan before is over.
+                let _ = after.blocking_recv();
+            }
             let started = std::time::Instant::now();
-            let mut plan = delta::Plan::new(
+            let plan = delta::Plan::new(
                 image,
                 extent_of(&dest_file, &dest),
                 seed_list(image, &seeds, &seed_files),
                 resume,
-            )
-            .context(delta_err())?;
+            );
+            drop(planned_tx);
+            let mut plan = plan.context(delta_err())?;
             if let Ok(direct) = open_direct(&dest) {
                 plan = plan.with_direct(direct);
             }
@@ -402,15 +415,18 @@ pub fn start<'a>(session: &Session, loaded: &Loaded, job: Job<'a>) -> Started<'a
             }
         })
     };
-    Started {
-        role,
-        name,
-        dest,
-        go,
-        ranges_rx,
-        bytes_tx,
-        worker,
-    }
+    (
+        Started {
+            role,
+            name,
+            dest,
+            go,
+            ranges_rx,
+            bytes_tx,
+            worker,
+        },
+        planned_rx,
+    )
 }
 
 /// Write a [`start`]ed image into its partition by the delta path.

@@ -179,8 +179,9 @@ pub async fn run(
         }
         None => false,
     };
-    // Every image's plan is made at once (each on a thread of its own, reading only), so
-    // that the next one is ready when an image is written.
+    // The images' plans are made one after the other, each on a thread of its own (reading
+    // only), while the images before are written.
+    let mut planned = None;
     let mut started: Vec<_> = IMAGES
         .iter()
         .zip(&names)
@@ -188,17 +189,16 @@ pub async fn run(
         .enumerate()
         .map(|(i, ((image, name), target))| {
             delta.as_ref().map(|loaded| {
-                delta_path::start(
-                    &session,
-                    loaded,
-                    delta_path::Job {
-                        role: image,
-                        name,
-                        dest: target,
-                        seeds: delta_path::seeds(&running, i, datastore, resume),
-                        resume,
-                    },
-                )
+                let job = delta_path::Job {
+                    role: image,
+                    name,
+                    dest: target,
+                    seeds: delta_path::seeds(&running, i, datastore, resume),
+                    resume,
+                };
+                let (started, done) = delta_path::start(&session, loaded, job, planned.take());
+                planned = Some(done);
+                started
             })
         })
         .collect();
