@@ -43,9 +43,11 @@ pub enum Written {
 
 impl<'a> Plan<'a> {
     /// Write the image (one round): the blocks found in a seed and the zeros (on threads of
-    /// their own), and the missing blocks from `fetched` (the store's bytes of each range
-    /// [`Plan::ranges`] listed, in any order), each checked against its hash in the index
-    /// and appended to the spool before it is written. Every block's salted SHA-256 is
+    /// their own), and the missing blocks from `fetched`: the store's bytes of each range
+    /// [`Plan::ranges`] listed, as pieces `(range, at, bytes)` (`bytes` are the range's from
+    /// `at`; a range's pieces in order, ranges in any order). Each block is checked against
+    /// its hash in the index and appended to the spool as soon as its frame is complete (a
+    /// kill loses only the frames still incomplete), then written. Every block's salted SHA-256 is
     /// computed as it is written.
     ///
     /// Copied blocks that are not what the index lists (a seed that changed since the plan,
@@ -60,7 +62,7 @@ impl<'a> Plan<'a> {
     /// [`error::Error::Digest`]. After any error the caller writes the full image instead.
     pub fn write<B: AsRef<[u8]>>(
         &mut self,
-        fetched: impl IntoIterator<Item = (StoreRange, B)>,
+        fetched: impl IntoIterator<Item = (StoreRange, u64, B)>,
     ) -> Result<Written> {
         let out = match self.out.take() {
             Some(out) => out,
@@ -94,11 +96,11 @@ impl<'a> Plan<'a> {
                 copied
             });
             let mut applied = Ok(());
-            for (range, bytes) in fetched {
+            for (range, at, bytes) in fetched {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                match fetch.apply(this, range, bytes.as_ref(), (&spool, &mut spool_end)) {
+                match fetch.piece(this, (range, at, bytes.as_ref()), (&spool, &mut spool_end)) {
                     // The copying thread writes them (it is gone only after an error).
                     Ok(arrived) => {
                         if fetched_tx.send(arrived).is_err() {
@@ -554,6 +556,8 @@ struct Fetched {
     /// A range's blocks, for the spool (kept: allocations that come and go per range grow the
     /// heap of a long update).
     spooled: Vec<u8>,
+    /// The bytes so far of each range that arrived in pieces and is not complete yet.
+    partial: std::collections::HashMap<u64, Vec<u8>>,
 }
 
 impl Fetched {
@@ -574,12 +578,50 @@ impl Fetched {
             decompressor,
             raw: Box::new([0; BLOCK_SIZE]),
             spooled: Vec::new(),
+            partial: std::collections::HashMap::new(),
         })
     }
 
-    /// Every missing block whose frame lies in `range`, from `bytes` (the store's bytes of
-    /// `range`), each checked against its hash in the index, then appended to `spool` at
-    /// block `end` (which moves on).
+    /// A piece of a fetched range (`bytes`, the range's from `at`): the frames it completes
+    /// are checked and spooled ([`Fetched::apply`]); the bytes of the range so far are kept
+    /// until it is complete.
+    fn piece(
+        &mut self,
+        plan: &Plan<'_>,
+        (range, at, bytes): (StoreRange, u64, &[u8]),
+        spool: (&File, &mut u32),
+    ) -> Result<Arrived> {
+        let short = || error::Error::ShortRange {
+            offset: range.offset,
+            len: range.len,
+            got: at + bytes.len() as u64,
+        };
+        if at + bytes.len() as u64 > range.len {
+            return Err(short());
+        }
+        // A whole range in one piece: nothing to keep.
+        if at == 0 && bytes.len() as u64 == range.len {
+            return self.apply(plan, range, bytes, spool);
+        }
+        let mut so_far = self.partial.remove(&range.offset).unwrap_or_default();
+        if so_far.len() as u64 != at {
+            return Err(short());
+        }
+        so_far.extend_from_slice(bytes);
+        let received = StoreRange {
+            offset: range.offset,
+            len: so_far.len() as u64,
+        };
+        let arrived = self.apply(plan, received, &so_far, spool)?;
+        if received.len < range.len {
+            self.partial.insert(range.offset, so_far);
+        }
+        Ok(arrived)
+    }
+
+    /// Every missing block whose frame lies in `range` and is not spooled yet, from `bytes`
+    /// (the store's bytes of `range`), each checked against its hash in the index, then
+    /// appended to `spool` at block `end` (which moves on).
     fn apply(
         &mut self,
         plan: &Plan<'_>,

@@ -114,12 +114,14 @@ fn update(
 fn round(published: &Published, plan: &mut Plan<'_>) -> delta::Result<(u64, Written)> {
     let ranges = plan.ranges(64 << 10, 8 << 20);
     let fetched = ranges.iter().map(|r| r.len).sum();
-    let written = plan.write(ranges.into_iter().map(|range| {
+    // Each range in pieces of 5,000 bytes (frames straddle them), as a download delivers it.
+    let written = plan.write(ranges.into_iter().flat_map(|range| {
         let StoreRange { offset, len } = range;
-        (
-            range,
-            &published.store[offset as usize..(offset + len) as usize],
-        )
+        let bytes = &published.store[offset as usize..(offset + len) as usize];
+        bytes
+            .chunks(5000)
+            .enumerate()
+            .map(move |(j, piece)| (range, (j * 5000) as u64, piece))
     }))?;
     Ok((fetched, written))
 }
@@ -268,7 +270,9 @@ fn a_missing_range_stops_the_copying_and_fails() {
     assert!(!plan.ranges(0, 8 << 20).is_empty());
     // The fetch failed: nothing arrives. The copying (which started with the fetch) stops,
     // and the image is refused as incomplete.
-    let err = plan.write(Vec::<(StoreRange, Vec<u8>)>::new()).unwrap_err();
+    let err = plan
+        .write(Vec::<(StoreRange, u64, Vec<u8>)>::new())
+        .unwrap_err();
     assert!(matches!(err, delta::Error::Incomplete { .. }), "{err}");
     // The missing blocks were never written.
     let written = std::fs::read(dir.path().join("inactive")).unwrap();

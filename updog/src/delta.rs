@@ -10,18 +10,19 @@ use crate::images::{ImageReport, PartitionTarget, open_direct, open_partition};
 use crate::progress::{Event, Progress};
 use crate::repo::{read_small_target, target_info};
 use crate::session::Session;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use snafu::{OptionExt, ResultExt, ensure};
 use std::path::PathBuf;
 use std::sync::Arc;
+use tuf_client::TransportError;
 use url::Url;
 
 /// Store frames less than this far apart are fetched in one request (measured in
 /// BENCHMARKS.md: 1 KiB adds 0.7% of bytes and saves 13% of requests on a patch release).
 const GAP: u64 = 1 << 10;
-/// Largest single request. It bounds what a kill loses: the bytes of the requests in flight
-/// (and of the one waiting to be written) are fetched again by the next run. (Measured on a
-/// patch release: a kill lost up to 1.2 MB with 8 MiB requests, 0.9 MB with 256 KiB.)
+/// Largest single request. (A kill loses only the frames still incomplete: each range's bytes
+/// are checked and spooled frame by frame as they arrive. Before, whole ranges were: a kill
+/// on a patch release lost up to 1.2 MB with 8 MiB requests, 0.2 MB with 128 KiB.)
 const MAX_RANGE: u64 = 128 << 10;
 /// Requests in flight at once.
 const PARALLEL: usize = 4;
@@ -176,6 +177,9 @@ pub async fn load(
     })
 }
 
+/// Bytes of a store range as they arrive: the range, where in it they start, the bytes.
+type Piece = (delta::StoreRange, u64, bytes::Bytes);
+
 /// A partition to read from or write to: a file or device and a byte range of it.
 fn extent_of<'a>(file: &'a std::fs::File, target: &PartitionTarget) -> delta::Extent<'a> {
     delta::Extent {
@@ -322,7 +326,7 @@ pub struct Started<'a> {
     /// Lets the worker write once the plan is made (dropped: it stops).
     go: tokio::sync::oneshot::Sender<()>,
     ranges_rx: tokio::sync::mpsc::UnboundedReceiver<(Vec<delta::StoreRange>, delta::Stats, u64)>,
-    bytes_tx: tokio::sync::mpsc::Sender<Option<(delta::StoreRange, Vec<u8>)>>,
+    bytes_tx: tokio::sync::mpsc::Sender<Option<Piece>>,
     worker: tokio::task::JoinHandle<Result<delta::Stats>>,
 }
 
@@ -351,8 +355,7 @@ pub fn start<'a>(
     let (planned_tx, planned_rx) = tokio::sync::oneshot::channel::<()>();
     let (ranges_tx, ranges_rx) =
         tokio::sync::mpsc::unbounded_channel::<(Vec<delta::StoreRange>, delta::Stats, u64)>();
-    let (bytes_tx, mut bytes_rx) =
-        tokio::sync::mpsc::channel::<Option<(delta::StoreRange, Vec<u8>)>>(1);
+    let (bytes_tx, mut bytes_rx) = tokio::sync::mpsc::channel::<Option<Piece>>(PARALLEL * 4);
     let worker = {
         let spool = session.settings.paths.datastore.clone();
         let index = loaded.index.clone();
@@ -477,32 +480,48 @@ pub async fn write_image(
             });
             first = false;
         }
-        let mut fetches = futures::stream::iter(ranges)
-            .map(|range| async move {
-                transport
-                    .fetch_range(url, range.offset, range.len)
-                    .await
-                    .map(|bytes| (range, bytes))
-            })
-            .buffered(PARALLEL);
-        while let Some(result) = fetches.next().await {
-            match result {
-                Ok((range, bytes)) => {
-                    downloaded += bytes.len() as u64;
-                    progress.event(Event::ImageProgress {
-                        image: role,
-                        downloaded,
-                        total,
-                    });
-                    if bytes_tx.send(Some((range, bytes))).await.is_err() {
-                        break 'rounds;
+        // Each range's bytes go to the worker as they arrive (it checks and spools every
+        // frame they complete: a kill loses only what is still incomplete).
+        let (piece_tx, mut piece_rx) = tokio::sync::mpsc::channel::<Piece>(PARALLEL * 4);
+        let pump = futures::stream::iter(ranges)
+            .map(move |range| {
+                let piece_tx = piece_tx.clone();
+                async move {
+                    let mut body = transport.fetch_range(url, range.offset, range.len);
+                    let mut at = 0_u64;
+                    while let Some(chunk) = body.next().await? {
+                        let n = chunk.len() as u64;
+                        if piece_tx.send((range, at, chunk)).await.is_err() {
+                            break;
+                        }
+                        at += n;
                     }
+                    Ok::<(), TransportError>(())
                 }
-                Err(source) => {
-                    fetch_error = Some(source);
-                    break 'rounds;
+            })
+            .buffer_unordered(PARALLEL)
+            .try_for_each(|()| async { Ok(()) });
+        let forward = async {
+            while let Some(piece) = piece_rx.recv().await {
+                downloaded += piece.2.len() as u64;
+                progress.event(Event::ImageProgress {
+                    image: role,
+                    downloaded,
+                    total,
+                });
+                if bytes_tx.send(Some(piece)).await.is_err() {
+                    return false;
                 }
             }
+            true
+        };
+        let (pumped, forwarded) = futures::future::join(pump, forward).await;
+        if let Err(source) = pumped {
+            fetch_error = Some(source);
+            break 'rounds;
+        }
+        if !forwarded {
+            break;
         }
         if bytes_tx.send(None).await.is_err() {
             break;

@@ -124,47 +124,83 @@ impl UpdogTransport {
     }
 
     /// Bytes `offset..offset + len` of `url`, with one `Range` request (retried and resumed
-    /// like every transfer; the minimum throughput counts this range's bytes). A server that
-    /// ignores `Range` (answers 200) is an error unless the range starts at 0: reading a file
-    /// piecewise from it would fetch it again and again. The caller verifies the bytes.
-    pub async fn fetch_range(
-        &self,
-        url: &Url,
+    /// like every transfer; the minimum throughput counts this range's bytes), delivered as
+    /// they arrive by [`RangeBody::next`]. A server that ignores `Range` (answers 200) is an
+    /// error unless the range starts at 0: reading a file piecewise from it would fetch it
+    /// again and again. The caller verifies the bytes.
+    pub fn fetch_range(&self, url: &Url, offset: u64, len: u64) -> RangeBody {
+        if url.scheme() == "file" {
+            return RangeBody(Body::File {
+                url: url.clone(),
+                offset,
+                len,
+                done: false,
+            });
+        }
+        RangeBody(Body::Http(Box::new(self.download(
+            url,
+            offset,
+            Some(offset + len),
+        ))))
+    }
+}
+
+/// The body of a [`UpdogTransport::fetch_range`] request.
+#[derive(Debug)]
+pub struct RangeBody(Body);
+
+#[derive(Debug)]
+enum Body {
+    /// From a `file://` URL: read at once.
+    File {
+        url: Url,
         offset: u64,
         len: u64,
-    ) -> std::result::Result<Vec<u8>, TransportError> {
-        if url.scheme() == "file" {
-            let path = url
-                .to_file_path()
-                .map_err(|()| TransportError::BadFileUrl {
-                    url: url.to_string(),
-                })?;
-            let read = tokio::task::spawn_blocking(move || {
-                use std::os::unix::fs::FileExt;
-                let file = std::fs::File::open(&path)?;
-                let mut buf = vec![0_u8; usize::try_from(len).unwrap_or(usize::MAX)];
-                file.read_exact_at(&mut buf, offset)?;
-                Ok::<_, std::io::Error>(buf)
-            })
-            .await;
-            return match read {
-                Ok(Ok(bytes)) => Ok(bytes),
-                Ok(Err(e)) => Err(TransportError::Request {
-                    url: url.to_string(),
-                    source: Box::new(e),
-                }),
-                Err(e) => Err(TransportError::Request {
-                    url: url.to_string(),
-                    source: Box::new(e),
-                }),
-            };
+        done: bool,
+    },
+    /// Over HTTP(S), as the chunks arrive.
+    Http(Box<Download>),
+}
+
+impl RangeBody {
+    /// The next bytes of the range, `None` at its end.
+    pub async fn next(&mut self) -> std::result::Result<Option<Bytes>, TransportError> {
+        match &mut self.0 {
+            Body::Http(download) => download.next_chunk().await,
+            Body::File { done: true, .. } => Ok(None),
+            Body::File {
+                url,
+                offset,
+                len,
+                done,
+            } => {
+                *done = true;
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| TransportError::BadFileUrl {
+                        url: url.to_string(),
+                    })?;
+                let (offset, len) = (*offset, *len);
+                let read = tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    let file = std::fs::File::open(&path)?;
+                    let mut buf = vec![0_u8; usize::try_from(len).unwrap_or(usize::MAX)];
+                    file.read_exact_at(&mut buf, offset)?;
+                    Ok::<_, std::io::Error>(buf)
+                })
+                .await;
+                let request =
+                    |source: Box<dyn std::error::Error + Send + Sync>| TransportError::Request {
+                        url: url.to_string(),
+                        source,
+                    };
+                match read {
+                    Ok(Ok(bytes)) => Ok(Some(Bytes::from(bytes))),
+                    Ok(Err(e)) => Err(request(Box::new(e))),
+                    Err(e) => Err(request(Box::new(e))),
+                }
+            }
         }
-        let mut download = self.download(url, offset, Some(offset + len));
-        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        while let Some(chunk) = download.next_chunk().await? {
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes)
     }
 }
 
@@ -207,6 +243,7 @@ impl Stream for ChannelStream {
 }
 
 /// One resumable transfer.
+#[derive(Debug)]
 struct Download {
     client: reqwest::Client,
     url: Url,
@@ -562,7 +599,7 @@ mod tests {
         // A byte range answered with the whole file (200): an error, not a silent re-read.
         let url = Url::parse(&format!("http://127.0.0.1:{port}/200")).unwrap();
         let error = runtime
-            .block_on(transport.fetch_range(&url, 5, 10))
+            .block_on(transport.fetch_range(&url, 5, 10).next())
             .unwrap_err();
         let chain = snafu::Report::from_error(&error).to_string();
         assert!(chain.contains("ignores Range"), "{chain}");
