@@ -328,13 +328,17 @@ pub struct Started<'a> {
     ranges_rx: tokio::sync::mpsc::UnboundedReceiver<(Vec<delta::StoreRange>, delta::Stats, u64)>,
     bytes_tx: tokio::sync::mpsc::Sender<Option<Piece>>,
     worker: tokio::task::JoinHandle<Result<delta::Stats>>,
+    /// Sent (or dropped) once this image's first round is fetched: the next image's plan
+    /// starts then.
+    fetched: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Start `job`'s delta write: its plan is made on a thread of its own (reading the
-/// partitions only) as soon as the plan before it (`after`) is made, so that an image's plan
-/// is ready when the image before it is written (one plan at a time: two at once needed more
-/// memory for little gain); [`write_image`] then writes it. The receiver returned says when
-/// this plan is made (or failed).
+/// partitions only) as soon as the image before it is fetched (`after`), so that the plan is
+/// ready when the image before it is written. (Not sooner: a plan made while the image before
+/// is fetched took the CPU its fetching side needed, and a kill then lost the ranges waiting
+/// in the sockets, up to 0.45 MB; two plans at once also needed more memory.) [`write_image`]
+/// then writes it. The receiver returned says when this image is fetched (or failed).
 pub fn start<'a>(
     session: &Session,
     loaded: &Loaded,
@@ -352,10 +356,10 @@ pub fn start<'a>(
     // and receives their bytes until a `None` ends the round (a second round only when
     // copied blocks were not what the index lists).
     let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
-    let (planned_tx, planned_rx) = tokio::sync::oneshot::channel::<()>();
+    let (fetched, fetched_rx) = tokio::sync::oneshot::channel::<()>();
     let (ranges_tx, ranges_rx) =
         tokio::sync::mpsc::unbounded_channel::<(Vec<delta::StoreRange>, delta::Stats, u64)>();
-    let (bytes_tx, mut bytes_rx) = tokio::sync::mpsc::channel::<Option<Piece>>(PARALLEL * 4);
+    let (bytes_tx, mut bytes_rx) = tokio::sync::mpsc::channel::<Option<Piece>>(1);
     let worker = {
         let spool = session.settings.paths.datastore.clone();
         let index = loaded.index.clone();
@@ -374,7 +378,7 @@ pub fn start<'a>(
                 image: role.clone(),
             };
             if let Some(after) = after {
-                // Dropped (an error) or sent: either way the plan before is over.
+                // Dropped (an error) or sent: either way the image before is fetched.
                 let _ = after.blocking_recv();
             }
             let started = std::time::Instant::now();
@@ -384,7 +388,6 @@ pub fn start<'a>(
                 seed_list(image, &seeds, &seed_files),
                 resume,
             );
-            drop(planned_tx);
             let mut plan = plan.context(delta_err())?;
             if let Ok(direct) = open_direct(&dest) {
                 plan = plan.with_direct(direct);
@@ -427,8 +430,9 @@ pub fn start<'a>(
             ranges_rx,
             bytes_tx,
             worker,
+            fetched,
         },
-        planned_rx,
+        fetched_rx,
     )
 }
 
@@ -447,7 +451,9 @@ pub async fn write_image(
         mut ranges_rx,
         bytes_tx,
         worker,
+        fetched,
     } = started;
+    let mut fetched = Some(fetched);
     // The worker is gone only after an error, which its result reports.
     let _ = go.send(());
     let transport = &session.transport;
@@ -482,7 +488,7 @@ pub async fn write_image(
         }
         // Each range's bytes go to the worker as they arrive (it checks and spools every
         // frame they complete: a kill loses only what is still incomplete).
-        let (piece_tx, mut piece_rx) = tokio::sync::mpsc::channel::<Piece>(PARALLEL * 4);
+        let (piece_tx, mut piece_rx) = tokio::sync::mpsc::channel::<Piece>(1);
         let pump = futures::stream::iter(ranges)
             .map(move |range| {
                 let piece_tx = piece_tx.clone();
@@ -492,15 +498,17 @@ pub async fn write_image(
                     while let Some(chunk) = body.next().await? {
                         let n = chunk.len() as u64;
                         if piece_tx.send((range, at, chunk)).await.is_err() {
-                            break;
+                            // The worker is gone: no more ranges.
+                            return Ok(false);
                         }
                         at += n;
                     }
-                    Ok::<(), TransportError>(())
+                    Ok::<bool, TransportError>(true)
                 }
             })
             .buffer_unordered(PARALLEL)
-            .try_for_each(|()| async { Ok(()) });
+            .try_take_while(|more| std::future::ready(Ok(*more)))
+            .try_for_each(|_| std::future::ready(Ok(())));
         let forward = async {
             while let Some(piece) = piece_rx.recv().await {
                 downloaded += piece.2.len() as u64;
@@ -510,6 +518,8 @@ pub async fn write_image(
                     total,
                 });
                 if bytes_tx.send(Some(piece)).await.is_err() {
+                    // Wakes the ranges waiting to hand over their bytes.
+                    piece_rx.close();
                     return false;
                 }
             }
@@ -522,6 +532,9 @@ pub async fn write_image(
         }
         if !forwarded {
             break;
+        }
+        if let Some(fetched) = fetched.take() {
+            let _ = fetched.send(());
         }
         if bytes_tx.send(None).await.is_err() {
             break;

@@ -179,9 +179,9 @@ pub async fn run(
         }
         None => false,
     };
-    // The images' plans are made one after the other, each on a thread of its own (reading
-    // only), while the images before are written.
-    let mut planned = None;
+    // Each image's plan is made on a thread of its own (reading only) once the image before
+    // is fetched, while that image's copies are written.
+    let mut fetched = None;
     let mut started: Vec<_> = IMAGES
         .iter()
         .zip(&names)
@@ -196,8 +196,8 @@ pub async fn run(
                     seeds: delta_path::seeds(&running, i, datastore, resume),
                     resume,
                 };
-                let (started, done) = delta_path::start(&session, loaded, job, planned.take());
-                planned = Some(done);
+                let (started, done) = delta_path::start(&session, loaded, job, fetched.take());
+                fetched = Some(done);
                 started
             })
         })
