@@ -153,23 +153,8 @@ pub async fn run(
         }
     }
 
-    // 5. GPT write 1: the inactive set becomes unbootable before its data changes.
-    progress.event(Event::Phase {
-        phase: "clear_inactive",
-    });
-    {
-        let source = source.clone();
-        blocking(move || {
-            let mut state = State::load_with_timeout(&source, Access::Write, timeout)
-                .context(error::DiskSnafu)?;
-            check_active(&state, active)?;
-            state.clear_inactive().context(error::DiskSnafu)?;
-            state.write().context(error::DiskSnafu)
-        })
-        .await?;
-    }
-
-    // 6. The images: by the delta path when there is one, else (or when it fails) in full.
+    // 5. The images: by the delta path when there is one, else (or when it fails) in full.
+    //    The plans start now (they only read), and overlap the table write.
     let datastore = &session.settings.paths.datastore;
     let resume = match &delta {
         Some(loaded) => {
@@ -202,6 +187,23 @@ pub async fn run(
             })
         })
         .collect();
+    // 6. GPT write 1: the inactive set becomes unbootable before its data changes.
+    progress.event(Event::Phase {
+        phase: "clear_inactive",
+    });
+    {
+        let source = source.clone();
+        blocking(move || {
+            let mut state = State::load_with_timeout(&source, Access::Write, timeout)
+                .context(error::DiskSnafu)?;
+            check_active(&state, active)?;
+            state.clear_inactive().context(error::DiskSnafu)?;
+            state.write().context(error::DiskSnafu)
+        })
+        .await?;
+    }
+
+    // 7. The images, each once the table says the set is not bootable.
     let mut reports = Vec::new();
     for (i, ((image, name), target)) in IMAGES.iter().zip(&names).zip(&targets).enumerate() {
         let report = match (&delta, started[i].take()) {
@@ -231,7 +233,7 @@ pub async fn run(
         &cache.files,
     )?;
 
-    // 7. GPT write 2: valid (and flipped) in one write.
+    // 8. GPT write 2: valid (and flipped) in one write.
     progress.event(Event::Phase {
         phase: if flip { "flip" } else { "mark_valid" },
     });
