@@ -23,7 +23,7 @@ pub(crate) const IO_CHUNK: usize = 4 << 20;
 pub(crate) const IO_BLOCKS: usize = IO_CHUNK / BLOCK_SIZE;
 /// No store range is larger than this share of the bytes left to fetch from its start (see
 /// [`Plan::ranges`]; a patch release: a kill lost up to 0.5 MB with 1.6 MB left without it).
-const TAIL_SHARE: u64 = 40;
+const TAIL_SHARE: u64 = 64;
 /// ... but ranges may always grow to this (each range is a request: a smaller floor made
 /// hundreds more of them for little).
 const MIN_TAIL_RANGE: u64 = 16 << 10;
@@ -261,7 +261,7 @@ impl<'a> Plan<'a> {
     }
 
     /// The store ranges holding every missing block: each needed frame once, neighbours less
-    /// than `gap` bytes apart joined, no range over `max_len`, nor over 1/40 of the frame
+    /// than `gap` bytes apart joined, no range over `max_len`, nor over 1/64 of the frame
     /// bytes left from its start (or 16 KiB; unless one frame is). The ranges near the end of
     /// a fetch are small, so that what a kill loses (the ranges in flight, sent but not yet
     /// read) stays a small share of what is left to fetch.

@@ -487,18 +487,25 @@ pub async fn write_image(
             first = false;
         }
         // Each range's bytes go to the worker as they arrive (it checks and spools every
-        // frame they complete: a kill loses only what is still incomplete).
-        let (piece_tx, mut piece_rx) = tokio::sync::mpsc::channel::<Piece>(1);
+        // frame they complete: a kill loses only what is still incomplete, so nothing else
+        // holds them on the way).
+        let so_far = std::cell::Cell::new(downloaded);
         let pump = futures::stream::iter(ranges)
-            .map(move |range| {
-                let piece_tx = piece_tx.clone();
+            .map(|range| {
+                let (bytes_tx, so_far) = (&bytes_tx, &so_far);
                 async move {
                     let mut body = transport.fetch_range(url, range.offset, range.len);
                     let mut at = 0_u64;
                     while let Some(chunk) = body.next().await? {
                         let n = chunk.len() as u64;
-                        if piece_tx.send((range, at, chunk)).await.is_err() {
-                            // The worker is gone: no more ranges.
+                        so_far.set(so_far.get() + n);
+                        progress.event(Event::ImageProgress {
+                            image: role,
+                            downloaded: so_far.get(),
+                            total,
+                        });
+                        if bytes_tx.send(Some((range, at, chunk))).await.is_err() {
+                            // The worker is gone (its result says why): no more ranges.
                             return Ok(false);
                         }
                         at += n;
@@ -509,30 +516,13 @@ pub async fn write_image(
             .buffer_unordered(PARALLEL)
             .try_take_while(|more| std::future::ready(Ok(*more)))
             .try_for_each(|_| std::future::ready(Ok(())));
-        let forward = async {
-            while let Some(piece) = piece_rx.recv().await {
-                downloaded += piece.2.len() as u64;
-                progress.event(Event::ImageProgress {
-                    image: role,
-                    downloaded,
-                    total,
-                });
-                if bytes_tx.send(Some(piece)).await.is_err() {
-                    // Wakes the ranges waiting to hand over their bytes.
-                    piece_rx.close();
-                    return false;
-                }
-            }
-            true
-        };
-        let (pumped, forwarded) = futures::future::join(pump, forward).await;
+        let pumped = pump.await;
+        downloaded = so_far.get();
         if let Err(source) = pumped {
             fetch_error = Some(source);
             break 'rounds;
         }
-        if !forwarded {
-            break;
-        }
+        // (A worker that is gone also fails the end-of-round marker below.)
         if let Some(fetched) = fetched.take() {
             let _ = fetched.send(());
         }
