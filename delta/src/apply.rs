@@ -24,8 +24,8 @@ pub(crate) const IO_BLOCKS: usize = IO_CHUNK / BLOCK_SIZE;
 /// No store range is larger than this share of the bytes left to fetch from its start (see
 /// [`Plan::ranges`]; a patch release: a kill lost up to 0.5 MB with 1.6 MB left without it).
 const TAIL_SHARE: u64 = 64;
-/// ... but ranges may always grow to this (each range is a request: a smaller floor made
-/// hundreds more of them for little).
+/// ... but ranges may always grow to this (each range is a request), unless
+/// [`Plan::with_tail_floor`] says otherwise.
 const MIN_TAIL_RANGE: u64 = 16 << 10;
 /// Source number of the destination itself (its blocks that are already right).
 const FROM_DEST: u16 = u16::MAX;
@@ -106,6 +106,8 @@ pub struct Plan<'a> {
     /// Where fetched blocks land before they are copied in order (see [`Plan::with_spool`]),
     /// and its length in blocks.
     pub(crate) spool: Option<(File, u32)>,
+    /// The smallest a range near the end of the fetch is cut to (see [`Plan::ranges`]).
+    tail_floor: u64,
 }
 
 impl<'a> Plan<'a> {
@@ -225,7 +227,18 @@ impl<'a> Plan<'a> {
             digest: Mutex::new(crate::index::Digest::new()),
             out: None,
             spool: None,
+            tail_floor: MIN_TAIL_RANGE,
         })
+    }
+
+    /// Let the ranges at the very end of the fetch shrink to `floor` bytes (4 KiB: single
+    /// frames) instead of 16 KiB: for the image whose fetch ends the update, where what a
+    /// kill loses (the ranges in flight) is compared with what is left of the whole update.
+    /// Each range is a request: about 64·ln(4) ≈ 90 more of them.
+    #[must_use]
+    pub fn with_tail_floor(mut self, floor: u64) -> Self {
+        self.tail_floor = floor;
+        self
     }
 
     /// Append the fetched blocks to `spool` (opened for reading and writing) as they arrive and
@@ -262,7 +275,8 @@ impl<'a> Plan<'a> {
 
     /// The store ranges holding every missing block: each needed frame once, neighbours less
     /// than `gap` bytes apart joined, no range over `max_len`, nor over 1/64 of the frame
-    /// bytes left from its start (or 16 KiB; unless one frame is). The ranges near the end of
+    /// bytes left from its start (or the floor, 16 KiB unless [`Plan::with_tail_floor`] says
+    /// otherwise; unless one frame is). The ranges near the end of
     /// a fetch are small, so that what a kill loses (the ranges in flight, sent but not yet
     /// read) stays a small share of what is left to fetch.
     pub fn ranges(&self, gap: u64, max_len: u64) -> Vec<StoreRange> {
@@ -288,7 +302,7 @@ impl<'a> Plan<'a> {
                     last.len = (offset + len).max(last.offset + last.len) - last.offset;
                 }
                 _ => {
-                    cap = max_len.min((left / TAIL_SHARE).max(MIN_TAIL_RANGE));
+                    cap = max_len.min((left / TAIL_SHARE).max(self.tail_floor));
                     out.push(StoreRange { offset, len });
                 }
             }

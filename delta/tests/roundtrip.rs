@@ -297,3 +297,43 @@ fn an_image_whose_digest_is_not_the_index_s_is_refused_after_it_is_written() {
         "unexpected error: {err}"
     );
 }
+
+#[test]
+fn ranges_shrink_towards_the_end_of_the_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 MiB that the host does not have: one run of frames, all fetched.
+    let new = data(4 << 20, 31);
+    let published = publish(&[("root", &new)]);
+    let seed = file_with(&data(4 << 20, 32), &dir, "active");
+    let dest = file_with(&vec![0_u8; 4 << 20], &dir, "inactive");
+    let image = published.index.image("root").unwrap();
+    let plan = Plan::new(image, whole(&dest, 4 << 20), active(&seed, 4 << 20), false).unwrap();
+    let ranges = plan.ranges(1 << 10, 128 << 10);
+    let total: u64 = ranges.iter().map(|r| r.len).sum();
+    // No range is over 1/64 of what is left from its start, nor under the floor (but the
+    // last ones, where what is left is less).
+    let mut left = total;
+    for r in &ranges {
+        assert!(
+            r.len <= (128 << 10).min((left / 64).max(16 << 10)) + 5000,
+            "{r:?}, {left} left"
+        );
+        left -= r.len;
+    }
+    assert!(
+        ranges.first().unwrap().len > 2 * ranges.last().unwrap().len,
+        "{ranges:?}"
+    );
+    assert!(ranges.last().unwrap().len <= (16 << 10) + 5000);
+    // A lower floor (the image whose fetch ends the update) cuts the tail finer: more ranges,
+    // the same bytes.
+    let finer = plan.with_tail_floor(4 << 10).ranges(1 << 10, 128 << 10);
+    assert!(
+        finer.len() > ranges.len() + 10,
+        "{} vs {}",
+        finer.len(),
+        ranges.len()
+    );
+    assert_eq!(finer.iter().map(|r| r.len).sum::<u64>(), total);
+    assert!(finer.last().unwrap().len <= (4 << 10) + 5000);
+}

@@ -24,10 +24,24 @@ const GAP: u64 = 1 << 10;
 /// are checked and spooled frame by frame as they arrive. Before, whole ranges were: a kill
 /// on a patch release lost up to 1.2 MB with 8 MiB requests, 0.2 MB with 128 KiB.)
 const MAX_RANGE: u64 = 128 << 10;
+/// The floor of the ranges at the end of the last image's fetch (see
+/// `delta::Plan::with_tail_floor`): the hash image is written last, and a kill near the end
+/// of its fetch lost up to 1.17× what was left with 16 KiB ranges in flight.
+const LAST_TAIL_FLOOR: u64 = 4 << 10;
+
+/// The plan's ranges: the last image's fetch ends the update (see [`LAST_TAIL_FLOOR`]).
+fn for_fetch<'a>(plan: delta::Plan<'a>, role: &str) -> delta::Plan<'a> {
+    if crate::images::IMAGES.last() == Some(&role) {
+        plan.with_tail_floor(LAST_TAIL_FLOOR)
+    } else {
+        plan
+    }
+}
+
 /// Requests in flight at once.
 const PARALLEL: usize = 4;
-/// Where the root and the hash images are in the lists of images and partitions (root, boot,
-/// hash).
+/// Where the root and the hash images are in the lists of images and partitions
+/// ([`crate::images::IMAGES`]).
 const ROOT: usize = 0;
 const HASH: usize = 2;
 /// The cached index's file name in the datastore.
@@ -255,7 +269,7 @@ pub async fn plan_bytes(
             resume,
         )
         .context(error::DeltaSnafu { image: &role })?;
-        Ok(plan.fetch_bytes(GAP, MAX_RANGE))
+        Ok(for_fetch(plan, &role).fetch_bytes(GAP, MAX_RANGE))
     })
     .await
 }
@@ -388,7 +402,7 @@ pub fn start<'a>(
                 seed_list(image, &seeds, &seed_files),
                 resume,
             );
-            let mut plan = plan.context(delta_err())?;
+            let mut plan = for_fetch(plan.context(delta_err())?, &role);
             if let Ok(direct) = open_direct(&dest) {
                 plan = plan.with_direct(direct);
             }

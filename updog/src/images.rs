@@ -47,6 +47,10 @@ pub fn lz4_content_size(header: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(size))
 }
 
+/// The three images in the order they are written (the delta path relies on it: see
+/// `delta::for_fetch`).
+pub const IMAGES: [&str; 3] = ["root", "boot", "hash"];
+
 /// Where one image goes: a byte range of a file or block device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionTarget {

@@ -23,7 +23,7 @@ use crate::Outcome;
 use crate::cli::SelectArgs;
 use crate::delta as delta_path;
 use crate::error::{self, Result};
-use crate::images::{self, ImageReport, PartitionTarget};
+use crate::images::{self, IMAGES, ImageReport, PartitionTarget};
 use crate::migrations;
 use crate::progress::{Event, Progress};
 use crate::session::{Inputs, Session, blocking};
@@ -46,9 +46,6 @@ pub struct UpdateReport {
     /// The migrations cached.
     pub migrations: Option<migrations::CacheReport>,
 }
-
-/// The three images in the order they are written.
-const IMAGES: [&str; 3] = ["root", "boot", "hash"];
 
 /// How far the write sequence goes once the inactive set is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
