@@ -234,7 +234,7 @@ impl<'a> Plan<'a> {
     /// Let the ranges at the very end of the fetch shrink to `floor` bytes (4 KiB: single
     /// frames) instead of 16 KiB: for the image whose fetch ends the update, where what a
     /// kill loses (the ranges in flight) is compared with what is left of the whole update.
-    /// Each range is a request: about 64·ln(4) ≈ 90 more of them.
+    /// Each range is a request: about 60 more for a patch release's hash image.
     #[must_use]
     pub fn with_tail_floor(mut self, floor: u64) -> Self {
         self.tail_floor = floor;

@@ -1,11 +1,10 @@
-//! Writing a planned image ([`Plan::write`]): the caller's thread checks each fetched range
-//! as it arrives and appends its blocks to the spool (see [`Plan::with_spool`]); one copying
-//! thread writes everything in block order (copies and the fetched blocks that arrived,
-//! gathered into 4 MiB direct writes, long runs of zeros by `fallocate`, then the fetched
-//! blocks that arrived after the walk passed them); hashing threads hash every block as it is
-//! written, and the image's digest is folded in block order. A copy that is not the indexed
-//! block (a seed that changed since the plan, or a tree leaf that lied) is fetched in a
-//! second round.
+//! Writing a planned image ([`Plan::write`]): the caller's thread checks each fetched block as
+//! its frame arrives and appends it to the spool (see [`Plan::with_spool`]); one walk in block
+//! order gathers the copies, the fetched blocks (from the spool, waiting for each as it reaches
+//! it) and short runs of zeros into 4 MiB buffers, which a writing thread writes with direct
+//! I/O (long runs of zeros by `fallocate`); hashing threads hash every block as it is written,
+//! and the image's digest is folded in block order. A copy that is not the indexed block (a
+//! seed that changed since the plan, or a tree leaf that lied) is fetched in a second round.
 use crate::apply::{Block, IO_BLOCKS, IO_CHUNK, Plan, Stats, StoreRange, is_zero};
 use crate::error::{self, Result};
 use crate::index::{BLOCK_SIZE, short_hash};
@@ -21,12 +20,13 @@ use std::sync::mpsc::{Receiver, SyncSender};
 /// Runs of at least this many blocks of zeros are zeroed with one call
 /// ([`DirectWriter::zero_at`]); shorter ones are written with the copies around them.
 const ZERO_RUN_BLOCKS: usize = 16;
-/// Fetched blocks of one range now in the spool: (block of the image, block of the spool).
+/// Fetched blocks of one piece now in the spool: (block of the image, block of the spool).
 type Arrived = Vec<(usize, u32)>;
-/// Fetched ranges checked and spooled, for the copying thread (it takes all there are
+/// Pieces checked and spooled, for the copying thread (it takes all there are
 /// between two of its writes).
 const FETCHED_QUEUE: usize = 64;
-/// Buffers of [`IO_CHUNK`] going round between the copying thread and the hashing threads.
+/// Buffers of [`IO_CHUNK`] going round from the copying thread to the writing thread, the
+/// hashing threads and back.
 const COPY_BUFFERS: usize = 4;
 /// A job for the hashing threads: the first block, the buffer, its length in bytes.
 type Job = (usize, AlignedBuffer, usize);
@@ -47,8 +47,8 @@ impl<'a> Plan<'a> {
     /// [`Plan::ranges`] listed, as pieces `(range, at, bytes)` (`bytes` are the range's from
     /// `at`; a range's pieces in order, ranges in any order). Each block is checked against
     /// its hash in the index and appended to the spool as soon as its frame is complete (a
-    /// kill loses only the frames still incomplete), then written. Every block's salted SHA-256 is
-    /// computed as it is written.
+    /// kill loses only the frames still incomplete), then written. Every block's salted
+    /// SHA-256 is computed as it is written.
     ///
     /// Copied blocks that are not what the index lists (a seed that changed since the plan,
     /// or a tree leaf that lied) end the round with [`Written::Again`]: fetch
@@ -118,12 +118,9 @@ impl<'a> Plan<'a> {
             if applied.is_err() || fetch.remaining > 0 {
                 stop.store(true, Ordering::Relaxed);
             }
-            let copied = copier.join().unwrap_or_else(|_| {
-                Err(error::Error::Write {
-                    what: "the destination partition (the copying thread panicked)".to_owned(),
-                    source: std::io::Error::other("panic"),
-                })
-            });
+            let copied = copier
+                .join()
+                .unwrap_or_else(|_| Err(panicked("the copying thread")));
             (copied, applied)
         });
         self.out = Some(out);
@@ -186,8 +183,9 @@ impl<'a> Plan<'a> {
     }
 
     /// The copying side of [`Plan::write`]: every block found in a seed or already in place,
-    /// the zeros and the fetched blocks, in order, until done or `stop`. The reads and writes
-    /// run here; the SHA-256 of each block read runs on as many threads as there are cores.
+    /// the zeros and the fetched blocks, in order, until done or `stop`. The reads run here,
+    /// the writes on a thread of their own, and the SHA-256 of each block written on as many
+    /// threads as there are cores.
     /// Returns the blocks of zeros and the blocks copied.
     fn copy_pass(
         &self,
@@ -239,12 +237,9 @@ impl<'a> Plan<'a> {
             let walked = walker.walk(&fetched, stop);
             let (zero_blocks, copied) = (walker.zero_blocks, walker.copied);
             drop(walker);
-            let written = writer.join().unwrap_or_else(|_| {
-                Err(error::Error::Write {
-                    what: "the destination partition (the writing thread panicked)".to_owned(),
-                    source: std::io::Error::other("panic"),
-                })
-            });
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err(panicked("the writing thread")));
             // The writer's error first: the walk only saw that the writer was gone.
             let done = written.and(walked);
             if done.is_err() {
@@ -420,9 +415,9 @@ impl Walker<'_, '_> {
                     i += plan.run(i).min(end - i);
                     continue;
                 }
-                // Not fetched yet: wait for it (the fetching side does not wait for the
-                // walk, and fetches in about block order; the end of the fetching side
-                // without it is reported by the caller).
+                // Not fetched yet: wait for it (the fetching side waits for the walk only
+                // when 64 pieces are queued, and fetches in about block order; the end of
+                // the fetching side without it is reported by the caller).
                 Block::Missing if !self.arrived.contains_key(&i) => {
                     match fetched.recv() {
                         Ok(blocks) => self.arrived.extend(blocks),
@@ -504,7 +499,10 @@ impl Walker<'_, '_> {
                 }
                 Block::Missing => {
                     // Blocks consecutive in the spool too.
-                    let first = self.arrived.remove(&j).unwrap_or_default();
+                    let first = self.arrived.remove(&j);
+                    // stretch() takes only fetched blocks that arrived.
+                    debug_assert!(first.is_some(), "block {j} has not arrived");
+                    let first = first.unwrap_or_default();
                     let mut run = 1;
                     while j + run < i + k
                         && self.arrived.get(&(j + run)) == Some(&(first + run as u32))
@@ -553,7 +551,7 @@ struct Fetched {
     decompressor: zstd::bulk::Decompressor<'static>,
     /// A frame's bytes, decompressed (one block).
     raw: Box<[u8; BLOCK_SIZE]>,
-    /// A range's blocks, for the spool (kept: allocations that come and go per range grow the
+    /// A piece's blocks, for the spool (kept: allocations that come and go per piece grow the
     /// heap of a long update).
     spooled: Vec<u8>,
     /// The bytes so far of each range that arrived in pieces and is not complete yet.
@@ -621,7 +619,7 @@ impl Fetched {
 
     /// Every missing block whose frame lies in `range` and is not spooled yet, from `bytes`
     /// (the store's bytes of `range`), each checked against its hash in the index, then
-    /// appended to `spool` at block `end` (which moves on).
+    /// appended to the spool (`spool`, at block `spool_end`, which moves on).
     fn apply(
         &mut self,
         plan: &Plan<'_>,
@@ -703,10 +701,18 @@ impl Fetched {
     }
 }
 
-/// Lower this thread's priority (nice 10), so that the thread writing fetched blocks runs as
-/// soon as they arrive. Otherwise the copying threads keep both cores busy, fetched ranges wait
-/// in memory, and a kill loses them: measured, a kill early in a patch update lost 1.5 MB of
-/// 2.4 MB fetched. (A failure only leaves the priority as it was.)
+/// Lower this thread's priority (nice 10), so that the fetching side checks and spools
+/// fetched bytes as soon as they arrive: what it has not read yet, a kill loses. (Measured
+/// before the spool: without it, a kill early in a patch update lost 1.5 MB of 2.4 MB
+/// fetched. A failure only leaves the priority as it was.)
 fn yield_to_fetching() {
     let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
+}
+
+/// The error of a thread of [`Plan::write`] that panicked.
+fn panicked(which: &str) -> error::Error {
+    error::Error::Write {
+        what: format!("the destination partition ({which} panicked)"),
+        source: std::io::Error::other("panic"),
+    }
 }

@@ -647,7 +647,7 @@ async fn delta_estimate(
     let mut bytes = loaded.index_fetched;
     let (_, targets, running) = crate::images::partitions(&disk.source, disk.lock_timeout).await?;
     let datastore = &session.settings.paths.datastore;
-    for (i, (role, target)) in ["root", "boot", "hash"].iter().zip(&targets).enumerate() {
+    for (i, (role, target)) in crate::images::IMAGES.iter().zip(&targets).enumerate() {
         let seeds = seeds(&running, i, datastore, resume);
         bytes += plan_bytes(&loaded, role, target, &seeds, resume).await?;
     }

@@ -100,16 +100,6 @@ fn is_block_device(path: &Path) -> io::Result<bool> {
 /// running root's dm-verity, so a wrong guess of the inactive set can never overwrite the
 /// running one.
 pub fn open_partition(target: &PartitionTarget) -> io::Result<File> {
-    open_with(target, rustix::fs::OFlags::empty())
-}
-
-/// [`open_partition`] with direct I/O (`O_DIRECT`).
-pub fn open_direct(target: &PartitionTarget) -> io::Result<File> {
-    open_with(target, rustix::fs::OFlags::DIRECT)
-}
-
-/// [`open_partition`] with `flags` added.
-fn open_with(target: &PartitionTarget, flags: rustix::fs::OFlags) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let excl = if is_block_device(&target.path)? {
         rustix::fs::OFlags::EXCL
@@ -119,7 +109,20 @@ fn open_with(target: &PartitionTarget, flags: rustix::fs::OFlags) -> io::Result<
     OpenOptions::new()
         .read(true)
         .write(true)
-        .custom_flags((flags | excl).bits().cast_signed())
+        .custom_flags(excl.bits().cast_signed())
+        .open(&target.path)
+}
+
+/// A second handle on a partition [`open_partition`] opened, with direct I/O (`O_DIRECT`).
+/// Not exclusive: the first handle holds the device's exclusive claim, and a second
+/// exclusive open of a block device fails (`EBUSY`), which left hosts writing through the
+/// page cache.
+pub fn open_direct(target: &PartitionTarget) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits().cast_signed())
         .open(&target.path)
 }
 

@@ -188,17 +188,14 @@ impl RangeBody {
                     file.read_exact_at(&mut buf, offset)?;
                     Ok::<_, std::io::Error>(buf)
                 })
-                .await;
-                let request =
-                    |source: Box<dyn std::error::Error + Send + Sync>| TransportError::Request {
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|read| read);
+                read.map(|bytes| Some(Bytes::from(bytes)))
+                    .map_err(|e| TransportError::Request {
                         url: url.to_string(),
-                        source,
-                    };
-                match read {
-                    Ok(Ok(bytes)) => Ok(Some(Bytes::from(bytes))),
-                    Ok(Err(e)) => Err(request(Box::new(e))),
-                    Err(e) => Err(request(Box::new(e))),
-                }
+                        source: Box::new(e),
+                    })
             }
         }
     }

@@ -150,8 +150,9 @@ pub async fn run(
         }
     }
 
-    // 5. The images: by the delta path when there is one, else (or when it fails) in full.
-    //    The plans start now (they only read), and overlap the table write.
+    // The delta plans of step 6 start before GPT write 1 (they only read): the first image's
+    // now, each next one on a thread of its own once the image before is fetched, while that
+    // image's copies are written.
     let datastore = &session.settings.paths.datastore;
     let resume = match &delta {
         Some(loaded) => {
@@ -159,10 +160,12 @@ pub async fn run(
             delta_path::mark_started(datastore, loaded, resume);
             resume
         }
-        None => false,
+        None => {
+            // A spool left by an interrupted delta run is of no use to the full images.
+            delta_path::remove_spool(datastore);
+            false
+        }
     };
-    // Each image's plan is made on a thread of its own (reading only) once the image before
-    // is fetched, while that image's copies are written.
     let mut fetched = None;
     let mut started: Vec<_> = IMAGES
         .iter()
@@ -184,7 +187,7 @@ pub async fn run(
             })
         })
         .collect();
-    // 6. GPT write 1: the inactive set becomes unbootable before its data changes.
+    // 5. GPT write 1: the inactive set becomes unbootable before its data changes.
     progress.event(Event::Phase {
         phase: "clear_inactive",
     });
@@ -200,7 +203,8 @@ pub async fn run(
         .await?;
     }
 
-    // 7. The images, each once the table says the set is not bootable.
+    // 6. The images, each once the table says the set is not bootable: by the delta path
+    //    when there is one, else (or when it fails) in full.
     let mut reports = Vec::new();
     for (i, ((image, name), target)) in IMAGES.iter().zip(&names).zip(&targets).enumerate() {
         let report = match (&delta, started[i].take()) {
@@ -209,6 +213,8 @@ pub async fn run(
                     Ok(report) => report,
                     Err(e) => {
                         tracing::warn!(image, error = %error::chain(&e), "the delta path failed; downloading the full image");
+                        // (It may have failed on a full datastore: the spool goes first.)
+                        delta_path::remove_spool(datastore);
                         write_one(&session, image, name, target, progress).await?
                     }
                 }
@@ -230,7 +236,7 @@ pub async fn run(
         &cache.files,
     )?;
 
-    // 8. GPT write 2: valid (and flipped) in one write.
+    // 7. GPT write 2: valid (and flipped) in one write.
     progress.event(Event::Phase {
         phase: if flip { "flip" } else { "mark_valid" },
     });
