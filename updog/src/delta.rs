@@ -21,7 +21,7 @@ use url::Url;
 /// BENCHMARKS.md: 1 KiB adds 0.7% of bytes and saves 13% of requests on a patch release).
 const GAP: u64 = 1 << 10;
 /// Largest single request. (A kill loses only the frames still incomplete: each range's bytes
-/// are checked and spooled frame by frame as they arrive. Before, whole ranges were: a kill
+/// are spooled frame by frame as they arrive. Before, whole ranges were: a kill
 /// on a patch release lost up to 1.2 MB with 8 MiB requests, 0.2 MB with 128 KiB.)
 const MAX_RANGE: u64 = 128 << 10;
 /// The floor of the ranges at the end of the last image's fetch (see
@@ -51,10 +51,16 @@ const CACHE_FILE: &str = "delta-index";
 /// written (after a kill or a reboot, or when a staged update is staged or applied again).
 const STARTED_FILE: &str = "delta-started";
 
-/// The file in the datastore where fetched blocks land before they are written (see
-/// `delta::Plan::with_spool`): a kill loses none of them, and the next run of the same update
-/// takes it as a seed. Removed once the update is written.
-const SPOOL_FILE: &str = "delta-spool";
+/// The files in the datastore where fetched blocks land before they are written (see
+/// `delta::Plan::with_spool`), one per image (`delta-spool-root`, ...: the next image's fetch
+/// runs while the image before is still written): a kill loses none of them, and the next run
+/// of the same update takes each as a seed. Removed once the update is written.
+const SPOOL_PREFIX: &str = "delta-spool-";
+
+/// Image `role`'s spool in `datastore` (see [`SPOOL_PREFIX`]).
+fn spool_path(datastore: &std::path::Path, role: &str) -> PathBuf {
+    datastore.join(format!("{SPOOL_PREFIX}{role}"))
+}
 
 /// Whether an earlier run started writing this delta into the inactive set (and maybe
 /// finished): then the inactive set is read first, and what is already right is kept. Every
@@ -70,7 +76,7 @@ pub fn resuming(datastore: &std::path::Path, loaded: &Loaded) -> bool {
 /// a warning. A spool left by a run of another update is removed.
 pub fn mark_started(datastore: &std::path::Path, loaded: &Loaded, resume: bool) {
     if !resume {
-        remove_spool(datastore);
+        remove_spools(datastore);
     }
     let path = datastore.join(STARTED_FILE);
     if let Err(e) = update_metadata::fs::write_atomic(&path, loaded.index_sha256.as_bytes(), 0o600)
@@ -79,22 +85,29 @@ pub fn mark_started(datastore: &std::path::Path, loaded: &Loaded, resume: bool) 
     }
 }
 
-/// Remove the spool (the update is written, or another one starts). A spool that cannot be
-/// removed only takes room until the next update.
-pub fn remove_spool(datastore: &std::path::Path) {
-    let path = datastore.join(SPOOL_FILE);
+/// Remove the spools (the update is written, or another one starts).
+pub fn remove_spools(datastore: &std::path::Path) {
+    for role in crate::images::IMAGES {
+        remove_spool(datastore, role);
+    }
+}
+
+/// Remove image `role`'s spool. A spool that cannot be removed only takes room until the next
+/// update.
+pub fn remove_spool(datastore: &std::path::Path, role: &str) {
+    let path = spool_path(datastore, role);
     match std::fs::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot remove the delta spool");
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove a delta spool");
         }
         _ => {}
     }
 }
 
-/// The spool an interrupted run of this update left, as a seed (its blocks are found by
-/// their hashes, like any seed's).
-fn spool_seed(datastore: &std::path::Path) -> Option<SeedPartition> {
-    let path = datastore.join(SPOOL_FILE);
+/// The spool of `role` an interrupted run of this update left, as a seed (its blocks are
+/// found by their hashes, like any seed's).
+fn spool_seed(datastore: &std::path::Path, role: &str) -> Option<SeedPartition> {
+    let path = spool_path(datastore, role);
     let len = std::fs::metadata(&path).ok()?.len();
     (len > 0).then(|| SeedPartition {
         name: "the spool of an interrupted run".to_owned(),
@@ -108,11 +121,11 @@ fn spool_seed(datastore: &std::path::Path) -> Option<SeedPartition> {
     })
 }
 
-/// Open the spool for this run's fetched blocks (created `0o600`; kept as it is when
+/// Open `role`'s spool for this run's fetched blocks (created `0o600`; kept as it is when
 /// resuming, since its blocks are then also a seed).
-fn open_spool(datastore: &std::path::Path) -> Result<std::fs::File> {
+fn open_spool(datastore: &std::path::Path, role: &str) -> Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let path = datastore.join(SPOOL_FILE);
+    let path = spool_path(datastore, role);
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -228,7 +241,11 @@ pub fn seeds(
             },
         })
         .into_iter()
-        .chain(spool_seed(datastore).filter(|_| resume))
+        .chain(
+            crate::images::IMAGES
+                .get(i)
+                .and_then(|role| resume.then(|| spool_seed(datastore, role)).flatten()),
+        )
         .collect()
 }
 
@@ -342,9 +359,19 @@ pub struct Started<'a> {
     ranges_rx: tokio::sync::mpsc::UnboundedReceiver<(Vec<delta::StoreRange>, delta::Stats, u64)>,
     bytes_tx: tokio::sync::mpsc::Sender<Option<Piece>>,
     worker: tokio::task::JoinHandle<Result<delta::Stats>>,
-    /// Sent (or dropped) once this image's first round is fetched: the next image's plan
-    /// starts then.
-    fetched: tokio::sync::oneshot::Sender<()>,
+    /// Sent (or dropped) once this image's first round is fetched: see [`Fetched`].
+    fetched: [tokio::sync::oneshot::Sender<()>; 2],
+}
+
+/// Says that an image's first round is fetched (sent, or dropped after an error): the next
+/// image's plan starts then ([`start`]), and its fetch ([`write_image`]) while this image's
+/// copies are still written.
+#[derive(Debug)]
+pub struct Fetched {
+    /// For the next image's [`start`].
+    pub plan: tokio::sync::oneshot::Receiver<()>,
+    /// For the next image's [`write_image`].
+    pub fetch: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// Start `job`'s delta write: its plan is made on a thread of its own (reading the
@@ -352,13 +379,13 @@ pub struct Started<'a> {
 /// ready when the image before it is written. (Not sooner: a plan made while the image before
 /// is fetched took the CPU its fetching side needed, and a kill then lost the ranges waiting
 /// in the sockets, up to 0.45 MB; two plans at once also needed more memory.) [`write_image`]
-/// then writes it. The receiver returned says when this image is fetched (or failed).
+/// then writes it. The [`Fetched`] returned says when this image is fetched (or failed).
 pub fn start<'a>(
     session: &Session,
     loaded: &Loaded,
     job: Job<'a>,
     after: Option<tokio::sync::oneshot::Receiver<()>>,
-) -> (Started<'a>, tokio::sync::oneshot::Receiver<()>) {
+) -> (Started<'a>, Fetched) {
     let Job {
         role,
         name,
@@ -370,7 +397,8 @@ pub fn start<'a>(
     // and receives their bytes until a `None` ends the round (a second round only when
     // copied blocks were not what the index lists).
     let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
-    let (fetched, fetched_rx) = tokio::sync::oneshot::channel::<()>();
+    let (fetched_plan, plan_rx) = tokio::sync::oneshot::channel::<()>();
+    let (fetched_fetch, fetch_rx) = tokio::sync::oneshot::channel::<()>();
     let (ranges_tx, ranges_rx) =
         tokio::sync::mpsc::unbounded_channel::<(Vec<delta::StoreRange>, delta::Stats, u64)>();
     let (bytes_tx, mut bytes_rx) = tokio::sync::mpsc::channel::<Option<Piece>>(1);
@@ -414,8 +442,9 @@ pub fn start<'a>(
                 });
             }
             let started = std::time::Instant::now();
-            // Opened now: the images before this one appended to it.
-            plan = plan.with_spool(open_spool(&spool)?).context(delta_err())?;
+            plan = plan
+                .with_spool(open_spool(&spool, &role)?)
+                .context(delta_err())?;
             loop {
                 let ranges = plan.ranges(GAP, MAX_RANGE);
                 if ranges_tx.send((ranges, plan.stats(), image.size)).is_err() {
@@ -444,17 +473,22 @@ pub fn start<'a>(
             ranges_rx,
             bytes_tx,
             worker,
-            fetched,
+            fetched: [fetched_plan, fetched_fetch],
         },
-        fetched_rx,
+        Fetched {
+            plan: plan_rx,
+            fetch: fetch_rx,
+        },
     )
 }
 
-/// Write a [`start`]ed image into its partition by the delta path.
+/// Write a [`start`]ed image into its partition by the delta path. Its fetch starts once
+/// `after` says the image before is fetched (see [`Fetched`]): one image's ranges at a time.
 pub async fn write_image(
     session: &Session,
     loaded: &Loaded,
     started: Started<'_>,
+    after: Option<tokio::sync::oneshot::Receiver<()>>,
     progress: &Progress,
 ) -> Result<ImageReport> {
     let Started {
@@ -468,6 +502,10 @@ pub async fn write_image(
         fetched,
     } = started;
     let mut fetched = Some(fetched);
+    if let Some(after) = after {
+        // Dropped (an error) or sent: either way the image before is fetched.
+        let _ = after.await;
+    }
     // The worker is gone only after an error, which its result reports.
     let _ = go.send(());
     let transport = &session.transport;
@@ -537,7 +575,7 @@ pub async fn write_image(
             break 'rounds;
         }
         // (A worker that is gone also fails the end-of-round marker below.)
-        if let Some(fetched) = fetched.take() {
+        for fetched in fetched.take().into_iter().flatten() {
             let _ = fetched.send(());
         }
         if bytes_tx.send(None).await.is_err() {

@@ -83,8 +83,8 @@ pub enum Progress {
     },
     /// A bar on the terminal.
     Bar {
-        /// The current bar.
-        bar: Mutex<Option<ProgressBar>>,
+        /// The current bar, and its image's name.
+        bar: Mutex<Option<(String, ProgressBar)>>,
     },
 }
 
@@ -133,7 +133,12 @@ impl Progress {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 match event {
+                    // The next image's download may start while the image before is still
+                    // written: its bar is done then.
                     Event::ImageStart { image, total, .. } => {
+                        if let Some((_, old)) = bar.take() {
+                            old.finish();
+                        }
                         let new = ProgressBar::new(total);
                         if let Ok(style) = ProgressStyle::with_template(
                             "{msg:>5} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
@@ -141,15 +146,19 @@ impl Progress {
                             new.set_style(style.progress_chars("=> "));
                         }
                         new.set_message(image.to_owned());
-                        *bar = Some(new);
+                        *bar = Some((image.to_owned(), new));
                     }
-                    Event::ImageProgress { downloaded, .. } => {
-                        if let Some(bar) = bar.as_ref() {
+                    Event::ImageProgress {
+                        image, downloaded, ..
+                    } => {
+                        if let Some((_, bar)) = bar.as_ref().filter(|(name, _)| name == image) {
                             bar.set_position(downloaded);
                         }
                     }
-                    Event::ImageDone { .. } => {
-                        if let Some(bar) = bar.take() {
+                    Event::ImageDone { image, .. } => {
+                        if bar.as_ref().is_some_and(|(name, _)| name == image)
+                            && let Some((_, bar)) = bar.take()
+                        {
                             bar.finish();
                         }
                     }

@@ -215,8 +215,8 @@ fn a_run_killed_while_fetching_is_resumed_keeping_what_it_fetched() {
         (0, 0, false),
         "the set stays unbootable"
     );
-    // Every block fetched before the stall was checked and spooled before it was written.
-    let spool = scenario.path("datastore").join("delta-spool");
+    // Every block fetched before the stall was spooled before it was written.
+    let spool = scenario.path("datastore").join("delta-spool-root");
     let spooled = std::fs::metadata(&spool).map(|m| m.len()).unwrap_or(0);
     assert!(spooled >= 20 * 4096, "spool of {spooled} bytes");
     assert_eq!(

@@ -152,7 +152,7 @@ pub async fn run(
 
     // The delta plans of step 6 start before GPT write 1 (they only read): the first image's
     // now, each next one on a thread of its own once the image before is fetched, while that
-    // image's copies are written.
+    // image's copies are written (and the next image's fetch starts then too).
     let datastore = &session.settings.paths.datastore;
     let resume = match &delta {
         Some(loaded) => {
@@ -162,12 +162,12 @@ pub async fn run(
         }
         None => {
             // A spool left by an interrupted delta run is of no use to the full images.
-            delta_path::remove_spool(datastore);
+            delta_path::remove_spools(datastore);
             false
         }
     };
-    let mut fetched = None;
-    let mut started: Vec<_> = IMAGES
+    let (mut after_plan, mut after_fetch) = (None, None);
+    let started: Vec<_> = IMAGES
         .iter()
         .zip(&names)
         .zip(&targets)
@@ -181,9 +181,10 @@ pub async fn run(
                     seeds: delta_path::seeds(&running, i, datastore, resume),
                     resume,
                 };
-                let (started, done) = delta_path::start(&session, loaded, job, fetched.take());
-                fetched = Some(done);
-                started
+                let (started, fetched) =
+                    delta_path::start(&session, loaded, job, after_plan.take());
+                after_plan = Some(fetched.plan);
+                (started, after_fetch.replace(fetched.fetch))
             })
         })
         .collect();
@@ -204,29 +205,34 @@ pub async fn run(
     }
 
     // 6. The images, each once the table says the set is not bootable: by the delta path
-    //    when there is one, else (or when it fails) in full.
-    let mut reports = Vec::new();
-    for (i, ((image, name), target)) in IMAGES.iter().zip(&names).zip(&targets).enumerate() {
-        let report = match (&delta, started[i].take()) {
-            (Some(loaded), Some(planned)) => {
-                match delta_path::write_image(&session, loaded, planned, progress).await {
-                    Ok(report) => report,
+    //    when there is one, else (or when it fails) in full. Delta images are fetched one
+    //    after the other, each while the image before is still written.
+    let images = IMAGES.iter().zip(&names).zip(&targets);
+    let reports = if let Some(loaded) = &delta {
+        let session = &session;
+        let writes = images.zip(started).map(|(((image, name), target), started)| async move {
+            if let Some((planned, after)) = started {
+                match delta_path::write_image(session, loaded, planned, after, progress).await {
+                    Ok(report) => return Ok(report),
                     Err(e) => {
                         tracing::warn!(image, error = %error::chain(&e), "the delta path failed; downloading the full image");
-                        // (It may have failed on a full datastore: the spool goes first.)
-                        delta_path::remove_spool(datastore);
-                        write_one(&session, image, name, target, progress).await?
+                        // (It may have failed on a full datastore: its spool goes first.)
+                        delta_path::remove_spool(datastore, image);
                     }
                 }
             }
-            _ => write_one(&session, image, name, target, progress).await?,
-        };
-        reports.push(report);
-    }
-
-    if delta.is_some() {
-        delta_path::remove_spool(datastore);
-    }
+            write_one(session, image, name, target, progress).await
+        });
+        let reports = futures::future::try_join_all(writes).await?;
+        delta_path::remove_spools(datastore);
+        reports
+    } else {
+        let mut reports = Vec::new();
+        for ((image, name), target) in images {
+            reports.push(write_one(&session, image, name, target, progress).await?);
+        }
+        reports
+    };
 
     // The written set needs these migrations until the host runs it: recorded before it can
     // boot, so later runs keep them (a record without a flip only keeps a few files longer).
