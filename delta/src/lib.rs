@@ -17,6 +17,7 @@
 mod apply;
 mod build;
 pub mod error;
+mod fetched;
 mod index;
 pub mod io;
 pub mod verity;
@@ -29,7 +30,7 @@ pub use index::{
     BLOCK_SIZE, Frame, ImageIndex, Index, block_hash, block_sha256, sha256, short_hash,
 };
 pub use io::Extent;
-pub use write::Written;
+pub use write::{Written, panicked, yield_to_fetching};
 
 /// Target names of the index and the store of an update, from its root image's name
 /// (`NAME-root.ext4.lz4` → `NAME-delta.index`, `NAME-delta.store`).

@@ -337,3 +337,60 @@ fn ranges_shrink_towards_the_end_of_the_fetch() {
     assert_eq!(finer.iter().map(|r| r.len).sum::<u64>(), total);
     assert!(finer.last().unwrap().len <= (4 << 10) + 5000);
 }
+
+#[test]
+fn the_copies_after_a_long_stretch_still_to_fetch_are_written_first() {
+    let dir = tempfile::tempdir().unwrap();
+    // 8 MiB changed, then 16 MiB the seed holds at the same place.
+    let same = data(16 << 20, 22);
+    let mut new = data(8 << 20, 21);
+    new.extend_from_slice(&same);
+    let mut old = data(8 << 20, 20);
+    old.extend_from_slice(&same);
+    let published = publish(&[("root", &new)]);
+    let seed = file_with(&old, &dir, "active");
+    let dest = file_with(&vec![0_u8; 24 << 20], &dir, "inactive");
+    let image = published.index.image("root").unwrap();
+    let mut plan = Plan::new(
+        image,
+        whole(&dest, 24 << 20),
+        active(&seed, 24 << 20),
+        false,
+    )
+    .unwrap();
+    let ranges = plan.ranges(64 << 10, 8 << 20);
+    // No fetched byte arrives until the copies after the changed stretch are written: a walk
+    // that waited for the stretch would wait for ever.
+    let reader = dest.try_clone().unwrap();
+    let mut waited = false;
+    let pieces = ranges.into_iter().map(|range| {
+        if !waited {
+            use std::os::unix::fs::FileExt;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let mut tail = vec![0_u8; 16 << 20];
+            loop {
+                reader.read_exact_at(&mut tail, 8 << 20).unwrap();
+                if tail == same {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the copies were not written before the fetched blocks arrived"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            waited = true;
+        }
+        let StoreRange { offset, len } = range;
+        (
+            range,
+            0,
+            &published.store[offset as usize..(offset + len) as usize],
+        )
+    });
+    let Written::Done(stats) = plan.write(pieces).unwrap() else {
+        panic!("a second round")
+    };
+    assert_eq!(stats.copied, 4096, "{stats:?}");
+    assert!(std::fs::read(dir.path().join("inactive")).unwrap() == new);
+}

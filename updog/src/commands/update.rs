@@ -151,8 +151,8 @@ pub async fn run(
     }
 
     // The delta plans of step 6 start before GPT write 1 (they only read): the first image's
-    // now, each next one on a thread of its own once the image before is fetched, while that
-    // image's copies are written (and the next image's fetch starts then too).
+    // now, each next one on a thread of its own once the plan before is made; each next
+    // image's fetch starts once the image before is fetched, while its copies are written.
     let datastore = &session.settings.paths.datastore;
     let resume = match &delta {
         Some(loaded) => {
@@ -181,10 +181,9 @@ pub async fn run(
                     seeds: delta_path::seeds(&running, i, datastore, resume),
                     resume,
                 };
-                let (started, fetched) =
-                    delta_path::start(&session, loaded, job, after_plan.take());
-                after_plan = Some(fetched.plan);
-                (started, after_fetch.replace(fetched.fetch))
+                let (started, next) = delta_path::start(&session, loaded, job, after_plan.take());
+                after_plan = Some(next.planned);
+                (started, after_fetch.replace(next.fetched))
             })
         })
         .collect();
