@@ -17,9 +17,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Condvar, Mutex};
 
 /// Runs of at least this many blocks of zeros are zeroed with one call
 /// ([`DirectWriter::zero_at`]); shorter ones are written with the copies around them.
@@ -32,12 +32,40 @@ const HOLE_BLOCKS: usize = IO_BLOCKS;
 /// How far past a stretch it went past the walk goes before it writes it (waiting for its
 /// blocks): 256 MiB of blocks whose hashes wait in memory for the digest, about 4 MB.
 const MAX_AHEAD_BLOCKS: usize = 1 << 16;
-/// Pieces spooled, for the copying thread (it takes all there are
-/// between two of its writes).
-const FETCHED_QUEUE: usize = 64;
 /// Buffers of [`IO_CHUNK`] going round from the copying thread to the hashing threads, the
-/// writing thread and back.
+/// writing thread and back (at most).
 const COPY_BUFFERS: usize = 4;
+/// Buffers of [`IO_CHUNK`] the walks of all images hold at once, in the whole process: the
+/// next image's fetch may start while the image before is still written (updog fetches the
+/// next image then), and three walks of 4 buffers took a kernel release's update to 57 MiB
+/// (50 MiB with 6 buffers shared, 46 MiB with 4, in the same time: the device is the limit).
+/// So a walk waits for the one before it; its fetching side does not.
+const WALK_BUFFERS: usize = 4;
+static WALK_BUDGET: Mutex<usize> = Mutex::new(WALK_BUFFERS);
+static WALK_FREED: Condvar = Condvar::new();
+
+/// A walk's share of [`WALK_BUFFERS`], given back when dropped.
+struct Budget(usize);
+
+impl Budget {
+    /// Up to `max` buffers; waits until there is at least one.
+    fn take(max: usize) -> Budget {
+        let mut left = WALK_BUDGET.lock().unwrap_or_else(|e| e.into_inner());
+        while *left == 0 {
+            left = WALK_FREED.wait(left).unwrap_or_else(|e| e.into_inner());
+        }
+        let n = max.min(*left);
+        *left -= n;
+        Budget(n)
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        *WALK_BUDGET.lock().unwrap_or_else(|e| e.into_inner()) += self.0;
+        WALK_FREED.notify_all();
+    }
+}
 
 /// What a round of [`Plan::write`] ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +124,9 @@ impl<'a> Plan<'a> {
         let mut fetch = Fetched::new(self)?;
         let started = std::time::Instant::now();
         let this = &*self;
-        let (fetched_tx, fetched_rx) = std::sync::mpsc::sync_channel::<Arrived>(FETCHED_QUEUE);
+        // Not bounded: the fetching side never waits for the walk (which may wait for its
+        // share of buffers); what is queued is 12 bytes a block.
+        let (fetched_tx, fetched_rx) = std::sync::mpsc::channel::<Arrived>();
         let (copied, applied) = std::thread::scope(|scope| {
             let copier = scope.spawn(|| {
                 yield_to_fetching();
@@ -135,6 +165,8 @@ impl<'a> Plan<'a> {
         self.out = Some(out);
         self.spool = Some((spool, spool_end));
         applied?;
+        // (A bad fetched block stops the fetching side too: its error comes first.)
+        let (zeros, copied) = copied?;
         ensure!(
             fetch.remaining == 0,
             error::IncompleteSnafu {
@@ -142,7 +174,6 @@ impl<'a> Plan<'a> {
                 missing: fetch.remaining,
             }
         );
-        let (zeros, copied) = copied?;
         self.stats.zeros += zeros;
         self.stats.copied += copied;
         self.stats.fetched_blocks += fetch.blocks;
@@ -205,8 +236,9 @@ impl<'a> Plan<'a> {
         stop: &AtomicBool,
     ) -> Result<(u64, u64)> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let budget = Budget::take(COPY_BUFFERS);
         let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<AlignedBuffer>(COPY_BUFFERS);
-        for _ in 0..COPY_BUFFERS {
+        for _ in 0..budget.0 {
             let _ = free_tx.send(AlignedBuffer::reused(IO_CHUNK));
         }
         let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Op>(COPY_BUFFERS);
@@ -281,6 +313,7 @@ impl<'a> Plan<'a> {
         for buf in free_rx.try_iter() {
             buf.give_back();
         }
+        drop(budget);
         done
     }
 
@@ -545,8 +578,7 @@ impl Walker<'_, '_> {
             // Written in an earlier round.
             Block::Written => return Ok(Some(plan.run(i).min(to - i))),
             // Not fetched yet: go past a long stretch of such blocks, else wait for it (the
-            // fetching side waits for the walk only when 64 pieces are queued, and fetches in
-            // about block order).
+            // fetching side never waits for the walk, and fetches in about block order).
             Block::Missing if !self.arrived.contains_key(&i) => {
                 if let Some(later) = later {
                     let hole = self.hole(i, to);
