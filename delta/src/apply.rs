@@ -241,8 +241,8 @@ impl<'a> Plan<'a> {
         self
     }
 
-    /// Append the fetched blocks to `spool` (opened for reading and writing) as they arrive and
-    /// are checked, so that a kill loses none of them (give it to the next run's plan as a
+    /// Append the fetched blocks to `spool` (opened for reading and writing) as they arrive
+    /// (they are checked as the walk takes them), so that a kill loses none of them (give it to the next run's plan as a
     /// seed). The walk in block order copies them from there into the destination, in the
     /// same writes as the copies around them. Without a spool, [`Plan::write`] uses an
     /// unnamed temporary file.

@@ -129,7 +129,8 @@ impl DirectWriter {
         }
         // (A buffer only for this: most files and devices zero ranges themselves.)
         let mut zeros = AlignedBuffer::reused(ZERO_CHUNK);
-        zeros.get_mut().fill(0);
+        let chunk = len.min(ZERO_CHUNK as u64) as usize;
+        zeros.get_mut()[..chunk].fill(0);
         let mut at = 0;
         let mut written = Ok(());
         while at < len && written.is_ok() {

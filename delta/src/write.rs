@@ -29,8 +29,8 @@ const ZERO_RUN_BLOCKS: usize = 16;
 /// kernel release, whose new modules fill 5–30% of the root: the walk waited 0.2 s for them
 /// with the device idle, while 250 MB of copies after them could have been written.
 const HOLE_BLOCKS: usize = IO_BLOCKS;
-/// How far past a stretch it went past the walk goes before it writes it (waiting for its
-/// blocks): 256 MiB of blocks whose hashes wait in memory for the digest, about 4 MB.
+/// How far past the end of a stretch it went past the walk goes before it writes it (waiting
+/// for its blocks): 256 MiB of blocks whose hashes wait in memory for the digest, about 4 MB.
 const MAX_AHEAD_BLOCKS: usize = 1 << 16;
 /// Buffers of [`IO_CHUNK`] going round from the copying thread to the hashing threads, the
 /// writing thread and back (at most).
@@ -39,7 +39,7 @@ const COPY_BUFFERS: usize = 4;
 /// next image's fetch may start while the image before is still written (updog fetches the
 /// next image then), and three walks of 4 buffers took a kernel release's update to 57 MiB
 /// (50 MiB with 6 buffers shared, 46 MiB with 4, in the same time: the device is the limit).
-/// So a walk waits for the one before it; its fetching side does not.
+/// So a walk may wait until another gives its buffers back; its fetching side does not.
 const WALK_BUFFERS: usize = 4;
 static WALK_BUDGET: Mutex<usize> = Mutex::new(WALK_BUFFERS);
 static WALK_FREED: Condvar = Condvar::new();
@@ -48,11 +48,15 @@ static WALK_FREED: Condvar = Condvar::new();
 struct Budget(usize);
 
 impl Budget {
-    /// Up to `max` buffers; waits until there is at least one.
-    fn take(max: usize) -> Budget {
+    /// Up to `max` buffers; waits until there is at least one, or until `stop` (then none).
+    fn take(max: usize, stop: &AtomicBool) -> Budget {
         let mut left = WALK_BUDGET.lock().unwrap_or_else(|e| e.into_inner());
-        while *left == 0 {
-            left = WALK_FREED.wait(left).unwrap_or_else(|e| e.into_inner());
+        while *left == 0 && !stop.load(Ordering::Relaxed) {
+            let wait = std::time::Duration::from_millis(50);
+            left = match WALK_FREED.wait_timeout(left, wait) {
+                Ok((left, _)) => left,
+                Err(e) => e.into_inner().0,
+            };
         }
         let n = max.min(*left);
         *left -= n;
@@ -81,8 +85,8 @@ impl<'a> Plan<'a> {
     /// Write the image (one round): the blocks found in a seed and the zeros (on threads of
     /// their own), and the missing blocks from `fetched`: the store's bytes of each range
     /// [`Plan::ranges`] listed, as pieces `(range, at, bytes)` (`bytes` are the range's from
-    /// `at`; a range's pieces in order, ranges in any order). Each block is checked against
-    /// Each block is appended to the spool as soon as its frame is complete (a kill loses
+    /// `at`; a range's pieces in order, ranges in any order). Each fetched block is appended
+    /// to the spool as soon as its frame is complete (a kill loses
     /// only the frames still incomplete), then checked against its hash in the index and
     /// written. Every block's salted SHA-256 is computed once, before it is written.
     ///
@@ -125,7 +129,7 @@ impl<'a> Plan<'a> {
         let started = std::time::Instant::now();
         let this = &*self;
         // Not bounded: the fetching side never waits for the walk (which may wait for its
-        // share of buffers); what is queued is 12 bytes a block.
+        // share of buffers); what is queued is 16 bytes a block.
         let (fetched_tx, fetched_rx) = std::sync::mpsc::channel::<Arrived>();
         let (copied, applied) = std::thread::scope(|scope| {
             let copier = scope.spawn(|| {
@@ -236,7 +240,11 @@ impl<'a> Plan<'a> {
         stop: &AtomicBool,
     ) -> Result<(u64, u64)> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let budget = Budget::take(COPY_BUFFERS);
+        let budget = Budget::take(COPY_BUFFERS, stop);
+        if budget.0 == 0 {
+            // Stopped (the fetching side failed) before there was a buffer to walk with.
+            return Ok((0, 0));
+        }
         let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<AlignedBuffer>(COPY_BUFFERS);
         for _ in 0..budget.0 {
             let _ = free_tx.send(AlignedBuffer::reused(IO_CHUNK));
@@ -278,7 +286,7 @@ impl<'a> Plan<'a> {
             drop(hash_rx);
             let writer = {
                 let free_tx = free_tx.clone();
-                scope.spawn(move || write_ops(out, write_rx, &free_tx))
+                scope.spawn(move || write_ops(out, write_rx, &free_tx, stop))
             };
             drop(free_tx);
             // One walk, in block order, on this thread (the digest takes blocks in order: two
@@ -291,6 +299,7 @@ impl<'a> Plan<'a> {
                 hash_tx,
                 write_tx,
                 arrived: BTreeMap::new(),
+                short_hole: None,
                 zero_blocks: 0,
                 copied: 0,
             };
@@ -477,29 +486,45 @@ impl Op {
 }
 
 /// The writing thread of [`Plan::copy_pass`]: each op in turn (each buffer then goes back to
-/// `free`); stops at the first error.
+/// `free`). After the first error it sets `stop` and only gives the buffers back until the
+/// walk is over (the walk may be waiting for one), then returns that error.
 fn write_ops(
     out: &DirectWriter,
     ops: Receiver<Op>,
     free: &SyncSender<AlignedBuffer>,
+    stop: &AtomicBool,
 ) -> Result<()> {
-    let write_error = || error::WriteSnafu {
-        what: "the destination partition",
-    };
-    for op in ops {
-        match op {
-            Op::Zero { at, len } => out.zero_at(at, len).context(write_error())?,
-            Op::Write { buf, len, at, .. } => {
-                out.write_at(&buf.get()[..len], at).context(write_error())?;
-                // The walk may be over.
-                let _ = free.send(buf);
-            }
-            Op::Hash { buf, .. } => {
-                let _ = free.send(buf);
+    // A panic here stops the walk too (its buffers would never come back).
+    struct StopOnPanic<'s>(&'s AtomicBool);
+    impl Drop for StopOnPanic<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.store(true, Ordering::Relaxed);
             }
         }
     }
-    Ok(())
+    let _guard = StopOnPanic(stop);
+    let mut failed = None;
+    for op in ops {
+        let written = match &op {
+            _ if failed.is_some() => Ok(()),
+            Op::Zero { at, len } => out.zero_at(*at, *len),
+            Op::Write { buf, len, at, .. } => out.write_at(&buf.get()[..*len], *at),
+            Op::Hash { .. } => Ok(()),
+        };
+        if let Err(source) = written {
+            stop.store(true, Ordering::Relaxed);
+            failed = Some(error::Error::Write {
+                what: "the destination partition".to_owned(),
+                source,
+            });
+        }
+        if let Some(buf) = op.into_buffer() {
+            // The walk may be over.
+            let _ = free.send(buf);
+        }
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 /// The copying thread's state in [`Plan::copy_pass`].
@@ -511,6 +536,8 @@ struct Walker<'p, 'a> {
     write_tx: SyncSender<Op>,
     /// Fetched blocks in the spool, not written yet: block of the image, block of the spool.
     arrived: BTreeMap<usize, u32>,
+    /// The block where the walk last found only a short stretch still to fetch.
+    short_hole: Option<usize>,
     zero_blocks: u64,
     copied: u64,
 }
@@ -536,7 +563,7 @@ impl Walker<'_, '_> {
             // A stretch gone past, once the walk is at the end or far enough past it.
             if let Some(hole) = later
                 .front()
-                .filter(|hole| i >= end || i - hole.start >= MAX_AHEAD_BLOCKS)
+                .filter(|hole| i >= end || i - hole.end >= MAX_AHEAD_BLOCKS)
                 .cloned()
             {
                 later.pop_front();
@@ -580,13 +607,15 @@ impl Walker<'_, '_> {
             // Not fetched yet: go past a long stretch of such blocks, else wait for it (the
             // fetching side never waits for the walk, and fetches in about block order).
             Block::Missing if !self.arrived.contains_key(&i) => {
-                if let Some(later) = later {
+                // (A stretch found short stays short: blocks only arrive.)
+                if let Some(later) = later.filter(|_| self.short_hole != Some(i)) {
                     let hole = self.hole(i, to);
                     if hole.len() >= HOLE_BLOCKS {
                         let past = hole.len();
                         later.push_back(hole);
                         return Ok(Some(past));
                     }
+                    self.short_hole = Some(i);
                 }
                 return Ok(fetched.recv().ok().map(|blocks| {
                     self.arrived.extend(blocks);
@@ -605,9 +634,11 @@ impl Walker<'_, '_> {
     }
 
     /// The stretch from `i` (a block not fetched yet) to the last block not fetched yet that
-    /// is less than [`HOLE_BLOCKS`] after another (at most `to`).
+    /// is less than [`HOLE_BLOCKS`] after another (at most `to`, and at most 8 ×
+    /// [`HOLE_BLOCKS`] long: what follows is another stretch).
     fn hole(&self, i: usize, to: usize) -> Range<usize> {
         let blocks = &self.plan.blocks;
+        let to = to.min(i + 8 * HOLE_BLOCKS);
         let mut last = i;
         let mut j = i + 1;
         while j < to && j - last < HOLE_BLOCKS {

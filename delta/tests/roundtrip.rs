@@ -73,6 +73,12 @@ fn active(file: &File, len: u64) -> Vec<Seed<'_>> {
     }]
 }
 
+/// The plan of `published`'s root over the first `len` bytes of `dest`, `seed` the one seed.
+fn root_plan<'a>(published: &'a Published, dest: &'a File, seed: &'a File, len: u64) -> Plan<'a> {
+    let image = published.index.image("root").unwrap();
+    Plan::new(image, whole(dest, len), active(seed, len), false).unwrap()
+}
+
 /// Write `image` of `published` into `dest` (starting at `offset`) seeded by `seed`; returns
 /// the store bytes fetched.
 fn update(
@@ -306,8 +312,7 @@ fn ranges_shrink_towards_the_end_of_the_fetch() {
     let published = publish(&[("root", &new)]);
     let seed = file_with(&data(4 << 20, 32), &dir, "active");
     let dest = file_with(&vec![0_u8; 4 << 20], &dir, "inactive");
-    let image = published.index.image("root").unwrap();
-    let plan = Plan::new(image, whole(&dest, 4 << 20), active(&seed, 4 << 20), false).unwrap();
+    let plan = root_plan(&published, &dest, &seed, 4 << 20);
     let ranges = plan.ranges(1 << 10, 128 << 10);
     let total: u64 = ranges.iter().map(|r| r.len).sum();
     // No range is over 1/64 of what is left from its start, nor under the floor (but the
@@ -350,14 +355,7 @@ fn the_copies_after_a_long_stretch_still_to_fetch_are_written_first() {
     let published = publish(&[("root", &new)]);
     let seed = file_with(&old, &dir, "active");
     let dest = file_with(&vec![0_u8; 24 << 20], &dir, "inactive");
-    let image = published.index.image("root").unwrap();
-    let mut plan = Plan::new(
-        image,
-        whole(&dest, 24 << 20),
-        active(&seed, 24 << 20),
-        false,
-    )
-    .unwrap();
+    let mut plan = root_plan(&published, &dest, &seed, 24 << 20);
     let ranges = plan.ranges(64 << 10, 8 << 20);
     // No fetched byte arrives until the copies after the changed stretch are written: a walk
     // that waited for the stretch would wait for ever.
@@ -393,4 +391,32 @@ fn the_copies_after_a_long_stretch_still_to_fetch_are_written_first() {
     };
     assert_eq!(stats.copied, 4096, "{stats:?}");
     assert!(std::fs::read(dir.path().join("inactive")).unwrap() == new);
+}
+
+#[test]
+fn a_destination_that_refuses_writes_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    // 32 MiB the seed holds (8 buffers of copies), and a changed stretch to fetch.
+    let same = data(32 << 20, 31);
+    let mut new = same.clone();
+    new[(16 << 20)..(16 << 20) + 100_000].copy_from_slice(&data(100_000, 32));
+    let published = publish(&[("root", &new)]);
+    let seed = file_with(&same, &dir, "active");
+    drop(file_with(&vec![0_u8; 32 << 20], &dir, "inactive"));
+    // Opened read-only: every write fails (EBADF).
+    let dest = File::open(dir.path().join("inactive")).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut plan = root_plan(&published, &dest, &seed, 32 << 20);
+            let _ = done_tx.send(round(&published, &mut plan).map(|_| ()));
+        });
+        let result = done_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("Plan::write hung after the destination refused a write");
+        assert!(
+            matches!(result, Err(delta::Error::Write { .. })),
+            "unexpected result: {result:?}"
+        );
+    });
 }

@@ -110,18 +110,23 @@ pub fn mark_started(datastore: &std::path::Path, loaded: &Loaded, resume: bool) 
     }
 }
 
-/// Remove the spools (the update is written, or another one starts).
+/// Remove the spools (the update is written, or another one starts), and the single spool
+/// `delta-spool` that updog used before there was one per image.
 pub fn remove_spools(datastore: &std::path::Path) {
     for role in crate::images::IMAGES {
         remove_spool(datastore, role);
     }
+    remove_spool_file(&datastore.join("delta-spool"));
 }
 
-/// Remove image `role`'s spool. A spool that cannot be removed only takes room until the next
-/// update.
+/// Remove image `role`'s spool.
 pub fn remove_spool(datastore: &std::path::Path, role: &str) {
-    let path = spool_path(datastore, role);
-    match std::fs::remove_file(&path) {
+    remove_spool_file(&spool_path(datastore, role));
+}
+
+/// A spool that cannot be removed only takes room until the next update.
+fn remove_spool_file(path: &std::path::Path) {
+    match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             tracing::warn!(path = %path.display(), error = %e, "cannot remove a delta spool");
         }

@@ -12,7 +12,7 @@
 //! | `image_progress` | `image`, `downloaded` (compressed bytes so far), `total` |
 //! | `image_done` | `image`, `downloaded`, `written` |
 //!
-//! `image_progress` is sent at most every 250 ms per image.
+//! `image_progress` is sent at most every 250 ms (for all images together).
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
