@@ -132,14 +132,13 @@ impl DirectWriter {
         let chunk = len.min(ZERO_CHUNK as u64) as usize;
         zeros.get_mut()[..chunk].fill(0);
         let mut at = 0;
-        let mut written = Ok(());
-        while at < len && written.is_ok() {
+        while at < len {
             let n = (len - at).min(ZERO_CHUNK as u64) as usize;
-            written = self.write_at(&zeros.get()[..n], offset + at);
+            self.write_at(&zeros.get()[..n], offset + at)?;
             at += n as u64;
         }
         zeros.give_back();
-        written
+        Ok(())
     }
 
     /// Bytes written with direct I/O so far.

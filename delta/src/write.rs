@@ -249,7 +249,7 @@ impl<'a> Plan<'a> {
         for _ in 0..budget.0 {
             let _ = free_tx.send(AlignedBuffer::reused(IO_CHUNK));
         }
-        let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Op>(COPY_BUFFERS);
+        let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Job>(COPY_BUFFERS);
         let hash_rx = std::sync::Arc::new(Mutex::new(hash_rx));
         let (write_tx, write_rx) = std::sync::mpsc::sync_channel::<Op>(COPY_BUFFERS);
         // The first error of a hashing thread (a bad fetched block).
@@ -262,19 +262,21 @@ impl<'a> Plan<'a> {
                 scope.spawn(move || {
                     yield_to_fetching();
                     loop {
-                        let op = hash_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok(op) = op else { break };
-                        let op = self.hash_op(op, bad, failed, stop);
-                        let back = match op {
+                        let job = hash_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok(job) = job else { break };
+                        let back = match self.hash_op(job, bad, failed, stop) {
                             Ok(op) => match write_tx.send(op) {
                                 Ok(()) => None,
                                 // The writer stopped (its error is reported).
                                 Err(std::sync::mpsc::SendError(op)) => {
                                     stop.store(true, Ordering::Relaxed);
-                                    op.into_buffer()
+                                    match op {
+                                        Op::Write { buf, .. } => Some(buf),
+                                        Op::Zero { .. } => None,
+                                    }
                                 }
                             },
-                            Err(buf) => buf,
+                            Err(buf) => Some(buf),
                         };
                         if let Some(buf) = back {
                             // The walk may be over.
@@ -326,46 +328,37 @@ impl<'a> Plan<'a> {
         done
     }
 
-    /// One op of a hashing thread: `Ok` with the op to write, else the buffer to give back
+    /// A job of a hashing thread: `Ok` with the write to make, else the buffer to give back
     /// (blocks only read back, or after an error: the walk stops then).
     fn hash_op(
         &self,
-        op: Op,
+        job: Job,
         bad: &Mutex<Vec<usize>>,
         failed: &Mutex<Option<error::Error>>,
         stop: &AtomicBool,
-    ) -> std::result::Result<Op, Option<AlignedBuffer>> {
+    ) -> std::result::Result<Op, AlignedBuffer> {
+        let Job {
+            first,
+            buf,
+            len,
+            at,
+        } = job;
         if stop.load(Ordering::Relaxed) {
-            return Err(op.into_buffer());
+            return Err(buf);
         }
-        match op {
-            Op::Write {
-                first,
-                ref buf,
-                len,
-                ..
-            } => match self.hash_job(first, &buf.get()[..len], bad) {
-                Ok(()) => Ok(op),
-                Err(e) => {
-                    failed
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_or_insert(e);
-                    stop.store(true, Ordering::Relaxed);
-                    Err(op.into_buffer())
-                }
-            },
-            // Blocks already in place (a wrong one goes to `bad`; none was fetched).
-            Op::Hash {
-                first,
-                ref buf,
-                len,
-            } => {
-                let checked = self.hash_job(first, &buf.get()[..len], bad);
-                debug_assert!(checked.is_ok(), "blocks in place are not fetched");
-                Err(op.into_buffer())
+        let checked = self.hash_job(first, &buf.get()[..len], bad);
+        match (checked, at) {
+            (Ok(()), Some(at)) => Ok(Op::Write { buf, len, at }),
+            // Blocks already in place (a wrong one went to `bad`; none was fetched).
+            (Ok(()), None) => Err(buf),
+            (Err(e), _) => {
+                failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(e);
+                stop.store(true, Ordering::Relaxed);
+                Err(buf)
             }
-            Op::Zero { .. } => Ok(op),
         }
     }
 
@@ -457,32 +450,26 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// Work for the hashing and writing threads of [`Plan::copy_pass`].
+/// A buffer for the hashing threads of [`Plan::copy_pass`]: `len` bytes, the blocks from
+/// `first`; written at `at` once checked, or only hashed when `at` is `None` (blocks already in
+/// place, read back).
+struct Job {
+    first: usize,
+    buf: AlignedBuffer,
+    len: usize,
+    at: Option<u64>,
+}
+
+/// Work for the writing thread of [`Plan::copy_pass`].
 enum Op {
-    /// Hash the buffer's `len` bytes (from block `first`), then write them at `at`.
+    /// Write the buffer's `len` bytes at `at`.
     Write {
-        first: usize,
         buf: AlignedBuffer,
         len: usize,
         at: u64,
     },
-    /// Only hash them (blocks already in place, read back).
-    Hash {
-        first: usize,
-        buf: AlignedBuffer,
-        len: usize,
-    },
-    /// Zero `len` bytes at `at` (sent to the writer directly).
+    /// Zero `len` bytes at `at` (sent by the walk directly).
     Zero { at: u64, len: u64 },
-}
-
-impl Op {
-    fn into_buffer(self) -> Option<AlignedBuffer> {
-        match self {
-            Op::Write { buf, .. } | Op::Hash { buf, .. } => Some(buf),
-            Op::Zero { .. } => None,
-        }
-    }
 }
 
 /// The writing thread of [`Plan::copy_pass`]: each op in turn (each buffer then goes back to
@@ -509,8 +496,7 @@ fn write_ops(
         let written = match &op {
             _ if failed.is_some() => Ok(()),
             Op::Zero { at, len } => out.zero_at(*at, *len),
-            Op::Write { buf, len, at, .. } => out.write_at(&buf.get()[..*len], *at),
-            Op::Hash { .. } => Ok(()),
+            Op::Write { buf, len, at } => out.write_at(&buf.get()[..*len], *at),
         };
         if let Err(source) = written {
             stop.store(true, Ordering::Relaxed);
@@ -519,7 +505,7 @@ fn write_ops(
                 source,
             });
         }
-        if let Some(buf) = op.into_buffer() {
+        if let Op::Write { buf, .. } = op {
             // The walk may be over.
             let _ = free.send(buf);
         }
@@ -532,7 +518,7 @@ struct Walker<'p, 'a> {
     plan: &'p Plan<'a>,
     spool: &'p File,
     free_rx: &'p Receiver<AlignedBuffer>,
-    hash_tx: SyncSender<Op>,
+    hash_tx: SyncSender<Job>,
     write_tx: SyncSender<Op>,
     /// Fetched blocks in the spool, not written yet: block of the image, block of the spool.
     arrived: BTreeMap<usize, u32>,
@@ -668,24 +654,25 @@ impl Walker<'_, '_> {
         let Ok(mut buf) = self.free_rx.recv() else {
             return Ok(false);
         };
-        let op = if kind == Block::Done {
+        let write_at = if kind == Block::Done {
             plan.dest
                 .file
                 .read_exact_at(&mut buf.get_mut()[..len], at)
                 .context(error::ReadSnafu {
                     what: "the written partition",
                 })?;
-            Op::Hash { first: i, buf, len }
+            None
         } else {
             self.gather(i, k, &mut buf.get_mut()[..len])?;
-            Op::Write {
-                first: i,
-                buf,
-                len,
-                at,
-            }
+            Some(at)
         };
-        Ok(self.hash_tx.send(op).is_ok())
+        let job = Job {
+            first: i,
+            buf,
+            len,
+            at: write_at,
+        };
+        Ok(self.hash_tx.send(job).is_ok())
     }
 
     /// Fill `buf` with the `k` blocks from `i` (copies, zeros, and fetched blocks from the

@@ -29,9 +29,16 @@ const MAX_RANGE: u64 = 128 << 10;
 /// of its fetch lost up to 1.17× what was left with 16 KiB ranges in flight.
 const LAST_TAIL_FLOOR: u64 = 4 << 10;
 
+/// Whether image `role`'s fetch ends the update's (the last image written): its tail is cut
+/// finer ([`LAST_TAIL_FLOOR`], [`tail_permits`]), since what a kill loses there is compared
+/// with what is left of the whole update.
+fn ends_update(role: &str) -> bool {
+    crate::images::IMAGES.last() == Some(&role)
+}
+
 /// The plan's ranges: the last image's fetch ends the update (see [`LAST_TAIL_FLOOR`]).
 fn for_fetch<'a>(plan: delta::Plan<'a>, role: &str) -> delta::Plan<'a> {
-    if crate::images::IMAGES.last() == Some(&role) {
+    if ends_update(role) {
         plan.with_tail_floor(LAST_TAIL_FLOOR)
     } else {
         plan
@@ -65,6 +72,7 @@ fn tail_permits(ranges: &[delta::StoreRange], last: bool) -> Vec<u32> {
     permits.reverse();
     permits
 }
+
 /// Where the root and the hash images are in the lists of images and partitions
 /// ([`crate::images::IMAGES`]).
 const ROOT: usize = 0;
@@ -274,7 +282,8 @@ pub fn seeds(
         .chain(
             crate::images::IMAGES
                 .get(i)
-                .and_then(|role| resume.then(|| spool_seed(datastore, role)).flatten()),
+                .filter(|_| resume)
+                .and_then(|role| spool_seed(datastore, role)),
         )
         .collect()
 }
@@ -391,20 +400,23 @@ pub struct Started<'a> {
     worker: tokio::task::JoinHandle<Result<delta::Stats>>,
     /// Sent (or dropped) once this image's first round is fetched: see [`Next`].
     fetched: tokio::sync::oneshot::Sender<()>,
+    /// The image before's [`Next::fetched`]: this image's fetch waits for it.
+    after_fetched: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
-/// What the next image waits for (each is sent, or dropped after an error).
+/// What the next image's [`start`] waits for (each is sent, or dropped after an error).
 #[derive(Debug)]
 pub struct Next {
-    /// This image's plan is made: the next image's plan starts then ([`start`]).
-    pub planned: tokio::sync::oneshot::Receiver<()>,
+    /// This image's plan is made: the next image's plan starts then.
+    planned: tokio::sync::oneshot::Receiver<()>,
     /// This image's first round is fetched: the next image's fetch starts then
     /// ([`write_image`]), while this image's copies are still written.
-    pub fetched: tokio::sync::oneshot::Receiver<()>,
+    fetched: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// Start `job`'s delta write: its plan is made on a thread of its own (reading the
-/// partitions only) once the plan of the image before it is made (`after`), so that it is
+/// partitions only) once the plan of the image before it is made (`after`, what [`start`]
+/// returned for it; its fetch waits for that image's fetch), so that it is
 /// ready when that image is fetched; [`write_image`] then writes it. The plans of the images
 /// after the first run at nice 10, while the first image is fetched: they take only the CPU
 /// its fetching side leaves (a plan made at full priority there took the CPU the fetching
@@ -415,8 +427,9 @@ pub fn start<'a>(
     session: &Session,
     loaded: &Loaded,
     job: Job<'a>,
-    after: Option<tokio::sync::oneshot::Receiver<()>>,
+    after: Option<Next>,
 ) -> (Started<'a>, Next) {
+    let (after_planned, after_fetched) = after.map(|n| (n.planned, n.fetched)).unzip();
     let Job {
         role,
         name,
@@ -450,8 +463,8 @@ pub fn start<'a>(
             let delta_err = || error::DeltaSnafu {
                 image: role.clone(),
             };
-            let first = after.is_none();
-            if let Some(after) = after {
+            let first = after_planned.is_none();
+            if let Some(after) = after_planned {
                 // Dropped (an error) or sent: either way the image before is planned.
                 let _ = after.blocking_recv();
             }
@@ -523,6 +536,7 @@ pub fn start<'a>(
             bytes_tx,
             worker,
             fetched,
+            after_fetched,
         },
         Next {
             planned: planned_rx,
@@ -531,13 +545,12 @@ pub fn start<'a>(
     )
 }
 
-/// Write a [`start`]ed image into its partition by the delta path. Its fetch starts once
-/// `after` says the image before is fetched (see [`Next`]): one image's ranges at a time.
+/// Write a [`start`]ed image into its partition by the delta path. Its fetch starts once the
+/// image before is fetched (see [`Next`]): one image's ranges at a time.
 pub async fn write_image(
     session: &Session,
     loaded: &Loaded,
     started: Started<'_>,
-    after: Option<tokio::sync::oneshot::Receiver<()>>,
     progress: &Progress,
 ) -> Result<ImageReport> {
     let Started {
@@ -549,9 +562,10 @@ pub async fn write_image(
         bytes_tx,
         worker,
         fetched,
+        after_fetched,
     } = started;
     let mut fetched = Some(fetched);
-    if let Some(after) = after {
+    if let Some(after) = after_fetched {
         // Dropped (an error) or sent: either way the image before is fetched.
         let _ = after.await;
     }
@@ -591,7 +605,7 @@ pub async fn write_image(
         // complete: a kill loses only what is still incomplete, so nothing else holds them on
         // the way).
         let so_far = std::cell::Cell::new(downloaded);
-        let permits = tail_permits(&ranges, crate::images::IMAGES.last() == Some(&role));
+        let permits = tail_permits(&ranges, ends_update(role));
         let in_flight = tokio::sync::Semaphore::new(PARALLEL);
         let pump = futures::stream::iter(ranges.into_iter().zip(permits))
             .map(|(range, permits)| {

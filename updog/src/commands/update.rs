@@ -166,7 +166,7 @@ pub async fn run(
             false
         }
     };
-    let (mut after_plan, mut after_fetch) = (None, None);
+    let mut next = None;
     let started: Vec<_> = IMAGES
         .iter()
         .zip(&names)
@@ -181,9 +181,9 @@ pub async fn run(
                     seeds: delta_path::seeds(&running, i, datastore, resume),
                     resume,
                 };
-                let (started, next) = delta_path::start(&session, loaded, job, after_plan.take());
-                after_plan = Some(next.planned);
-                (started, after_fetch.replace(next.fetched))
+                let (started, after) = delta_path::start(&session, loaded, job, next.take());
+                next = Some(after);
+                started
             })
         })
         .collect();
@@ -210,8 +210,8 @@ pub async fn run(
     let reports = if let Some(loaded) = &delta {
         let session = &session;
         let writes = images.zip(started).map(|(((image, name), target), started)| async move {
-            if let Some((planned, after)) = started {
-                match delta_path::write_image(session, loaded, planned, after, progress).await {
+            if let Some(planned) = started {
+                match delta_path::write_image(session, loaded, planned, progress).await {
                     Ok(report) => return Ok(report),
                     Err(e) => {
                         tracing::warn!(image, error = %error::chain(&e), "the delta path failed; downloading the full image");
